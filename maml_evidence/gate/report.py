@@ -1,0 +1,195 @@
+"""The decision report (JSON-ready dict) and its plain-language interpretation (Markdown)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from maml_evidence.gate.decision import Verdict, fmt, judge, pct
+from maml_evidence.gate.metrics import ArmSummary, GateMetrics, compute_metrics
+from maml_evidence.gate.payload import SpikePayload, validate_payload
+from maml_evidence.gate.thresholds import DEFAULT_GPU_HOUR_USD, THRESHOLD_KEYS, merge_thresholds
+
+REPORT_VERSION = 1
+
+
+def _r(value: float) -> float:
+    return round(value, 4)
+
+
+def _arm(summary: ArmSummary) -> dict[str, object]:
+    return {
+        "label": summary.label,
+        "project_count": summary.project_count,
+        "mean_steps_to_target": _r(summary.mean_steps_to_target),
+        "max_steps_to_target": _r(summary.max_steps_to_target),
+        "mean_final_accuracy_pp": _r(summary.mean_final_accuracy_pp),
+        "train_minutes": _r(summary.train_minutes),
+        "meta_train_minutes": _r(summary.meta_train_minutes),
+    }
+
+
+def resolve_settings(
+    payload: SpikePayload, policy: Mapping[str, float | int] | None = None
+) -> tuple[dict[str, float | int], dict[str, str]]:
+    """Effective thresholds and price with the source of each value: default < policy < payload."""
+    values: dict[str, float | int] = {**merge_thresholds().as_dict(), "gpu_hour_usd": DEFAULT_GPU_HOUR_USD}
+    sources = dict.fromkeys(values, "default")
+    for origin, layer in (("policy", policy or {}), ("payload", {**payload.threshold_overrides, **payload.cost_overrides})):
+        for key, value in layer.items():
+            values[key] = value
+            sources[key] = origin
+    return values, sources
+
+
+def build_report(
+    payload: SpikePayload,
+    metrics: GateMetrics,
+    verdict: Verdict,
+    settings: Mapping[str, float | int],
+    sources: Mapping[str, str],
+) -> dict[str, object]:
+    """Assemble the report; every number a reader needs to see why the decision was made."""
+    report: dict[str, object] = {}
+    if "spike_run_id" in payload.extras:
+        report["spike_run_id"] = payload.extras["spike_run_id"]
+    inputs = metrics.inputs
+    report.update(
+        {
+            "decision": verdict.decision,
+            "maml_recommended": verdict.maml_recommended,
+            "failed_check": verdict.failed_check,
+            "score_scale": payload.score_scale,
+            "thresholds": {key: settings[key] for key in THRESHOLD_KEYS},
+            "threshold_sources": {key: sources[key] for key in THRESHOLD_KEYS},
+            "project_alignment": {
+                "baseline_projects": list(metrics.baseline_projects),
+                "candidate_projects": list(metrics.candidate_projects),
+                "common_projects": list(metrics.common_projects),
+                "common_project_count": len(metrics.common_projects),
+                "baseline_only_projects": list(metrics.baseline_only),
+                "candidate_only_projects": list(metrics.candidate_only),
+            },
+            "baseline": _arm(metrics.baseline),
+            "candidate": _arm(metrics.candidate),
+            "comparison": {
+                "mean_step_reduction": _r(inputs.mean_step_reduction),
+                "relative_step_reduction": _r(inputs.relative_step_reduction),
+                "mean_accuracy_regression_pp": _r(inputs.mean_accuracy_regression_pp),
+                "per_project": [
+                    {
+                        "project": row.project,
+                        "baseline_steps_to_target": _r(row.baseline_steps_to_target),
+                        "candidate_steps_to_target": _r(row.candidate_steps_to_target),
+                        "step_reduction": _r(row.step_reduction),
+                        "baseline_final_accuracy_pp": _r(row.baseline_final_accuracy_pp),
+                        "candidate_final_accuracy_pp": _r(row.candidate_final_accuracy_pp),
+                        "final_accuracy_delta_pp": _r(row.final_accuracy_delta_pp),
+                    }
+                    for row in metrics.per_project
+                ],
+            },
+            "cost": {
+                "extra_training_minutes": _r(inputs.extra_training_minutes),
+                "training_overhead_pct": _r(inputs.training_overhead_pct),
+                "extra_gpu_cost_usd_per_run": _r(verdict.extra_gpu_cost_usd_per_run),
+                "assumptions": {"gpu_hour_usd": verdict.gpu_hour_usd, "gpu_hour_usd_source": sources["gpu_hour_usd"]},
+            },
+            "checks": verdict.flags(),
+            "check_details": {
+                check.name: {
+                    "passed": check.passed,
+                    "reason": check.reason,
+                    "conditions": [
+                        {
+                            "metric": c.metric,
+                            "observed": _r(c.observed),
+                            "operator": c.operator,
+                            "threshold": c.threshold,
+                            "threshold_key": c.threshold_key,
+                            "passed": c.passed,
+                        }
+                        for c in check.conditions
+                    ],
+                }
+                for check in verdict.checks
+            },
+            "reasons": verdict.reasons,
+            "report_version": REPORT_VERSION,
+        }
+    )
+    return report
+
+
+def evaluate_payload(
+    payload: SpikePayload, policy: Mapping[str, float | int] | None = None
+) -> tuple[GateMetrics, Verdict, dict[str, object]]:
+    """Metrics, verdict and report for an already validated payload."""
+    metrics = compute_metrics(payload)
+    settings, sources = resolve_settings(payload, policy)
+    thresholds = merge_thresholds({k: settings[k] for k in THRESHOLD_KEYS})
+    verdict = judge(metrics.inputs, thresholds, float(settings["gpu_hour_usd"]))
+    return metrics, verdict, build_report(payload, metrics, verdict, settings, sources)
+
+
+def evaluate_feasibility(
+    payload: object, policy: Mapping[str, float | int] | None = None
+) -> dict[str, object]:
+    """Validate a spike payload and return its decision report (raises ``PayloadValidationError``)."""
+    return evaluate_payload(validate_payload(payload), policy)[2]
+
+
+_HEADLINES = {
+    "enable_maml": "MAML is recommended now: enable it on top of LoRA.",
+    "collect_more_evidence": "Not yet: there is too little evidence to decide; collect more projects.",
+    "defer_maml_fast_enough": "MAML is not recommended now: LoRA-only already adapts fast enough.",
+    "defer_maml_low_effect": "MAML is not recommended now: it does not cut adaptation steps enough.",
+    "defer_maml_accuracy_penalty": "MAML is not recommended now: it costs too much final accuracy.",
+    "defer_maml_cost_too_high": "MAML is not recommended now: its extra training cost is over budget.",
+}
+
+
+def _num(value: object) -> str:
+    return fmt(float(value)) if isinstance(value, (int, float)) else str(value)
+
+
+def render_interpretation(report: Mapping[str, object]) -> str:
+    """A short plain-language Markdown reading of a report: recommendation, failed check, deltas."""
+    base, cand = report["baseline"], report["candidate"]
+    comp, cost = report["comparison"], report["cost"]
+    assert isinstance(base, dict) and isinstance(cand, dict) and isinstance(comp, dict) and isinstance(cost, dict)
+    run = report.get("spike_run_id")
+    title = f"# MAML feasibility: `{report['decision']}`" + (f" (spike run `{run}`)" if run else "")
+    lines = [title, "", f"**{_HEADLINES.get(str(report['decision']), str(report['decision']))}**", ""]
+    failed = report.get("failed_check")
+    reasons = report.get("reasons") or []
+    if failed:
+        lines.append(f"Failed check: `{failed}`. {reasons[0] if reasons else ''}".rstrip())
+        for extra in list(reasons)[1:]:
+            lines.append(f"Also failing: {extra}")
+    else:
+        lines.append("Every check passed.")
+    base_total = float(base["train_minutes"]) + float(base["meta_train_minutes"])
+    cand_total = float(cand["train_minutes"]) + float(cand["meta_train_minutes"])
+    lines += [
+        "",
+        "| | LoRA-only | LoRA+MAML | change |",
+        "|---|---:|---:|---:|",
+        f"| mean steps to target | {_num(base['mean_steps_to_target'])} | {_num(cand['mean_steps_to_target'])} | "
+        f"-{_num(comp['mean_step_reduction'])} ({pct(float(comp['relative_step_reduction']))}) |",
+        f"| max steps to target | {_num(base['max_steps_to_target'])} | {_num(cand['max_steps_to_target'])} | |",
+        f"| mean final accuracy (pp) | {_num(base['mean_final_accuracy_pp'])} | {_num(cand['mean_final_accuracy_pp'])} | "
+        f"regression {_num(comp['mean_accuracy_regression_pp'])} pp |",
+        f"| training minutes (incl. meta-training) | {_num(base_total)} | {_num(cand_total)} | "
+        f"+{_num(cost['extra_training_minutes'])} ({_num(cost['training_overhead_pct'])}%) |",
+        "",
+        f"Extra GPU cost: ${_num(cost['extra_gpu_cost_usd_per_run'])} per run at "
+        f"${_num(cost['assumptions']['gpu_hour_usd'])}/GPU-hour.",  # type: ignore[index]
+    ]
+    alignment = report["project_alignment"]
+    assert isinstance(alignment, dict)
+    lines.append(f"Judged over {alignment['common_project_count']} common projects.")
+    for side in ("baseline", "candidate"):
+        unmatched = alignment.get(f"{side}_only_projects") or []
+        if unmatched:
+            lines.append(f"Only in the {side} run (not compared): {', '.join(map(str, unmatched))}.")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,82 @@
+"""Gate thresholds and cost assumptions: the spec's defaults and strict key-by-key overrides."""
+
+from __future__ import annotations
+
+from maml_evidence.gate.record import Record
+
+from collections.abc import Mapping
+
+from maml_evidence.gate.errors import Collector
+from maml_evidence.gate.values import number
+
+
+class Thresholds(Record):
+    """The eight gate thresholds; defaults are the spec's (AFR-141)."""
+
+    min_projects: int = 3
+    trigger_mean_steps: float = 4.0
+    trigger_max_steps: float = 7.0
+    min_mean_step_reduction: float = 1.5
+    min_relative_step_reduction: float = 0.25
+    max_mean_accuracy_regression_pp: float = 1.0
+    max_training_overhead_pct: float = 50.0
+    max_extra_gpu_cost_usd_per_run: float = 2.0
+
+
+DEFAULT_GPU_HOUR_USD = 2.5
+THRESHOLD_KEYS: tuple[str, ...] = Thresholds._fields
+COST_PROFILE_KEYS: tuple[str, ...] = ("gpu_hour_usd",)
+DEFAULT_THRESHOLDS = Thresholds()
+
+
+def check_threshold_value(key: str, raw: object, path: str, errors: Collector) -> float | int | None:
+    """Validate one threshold value; returns the clean value or None (with a problem recorded)."""
+    if key == "min_projects":
+        value = number(raw, path, errors, what="a whole number >= 0")
+        if value is None:
+            return None
+        if not float(value).is_integer():
+            errors.expected(path, "a whole number >= 0", raw)
+            return None
+        return int(value)
+    if key == "min_relative_step_reduction":
+        value = number(raw, path, errors)
+        if value is not None and value > 1:
+            errors.expected(path, "a fraction between 0 and 1 (0.25 means 25%)", raw)
+            return None
+        return value
+    return number(raw, path, errors)
+
+
+def check_overrides(
+    raw: object, path: str, valid_keys: tuple[str, ...], errors: Collector
+) -> dict[str, float | int]:
+    """Validate an override object (``thresholds`` or ``cost_profile``): known keys, clean values."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        errors.expected(path, "an object", raw)
+        return {}
+    clean: dict[str, float | int] = {}
+    for key, value in raw.items():
+        key_path = f"{path}.{key}"
+        if key not in valid_keys:
+            errors.add(key_path, f"unknown key {key!r}; valid keys are: {', '.join(valid_keys)}")
+            continue
+        if key == "gpu_hour_usd":
+            checked = number(value, key_path, errors)
+        else:
+            checked = check_threshold_value(key, value, key_path, errors)
+        if checked is not None:
+            clean[key] = checked
+    return clean
+
+
+def merge_thresholds(*layers: Mapping[str, float | int]) -> Thresholds:
+    """Apply override layers, lowest precedence first, on top of the spec's defaults."""
+    values = DEFAULT_THRESHOLDS.as_dict()
+    for layer in layers:
+        for key, value in layer.items():
+            if key in values:
+                values[key] = value
+    return Thresholds(**values)
