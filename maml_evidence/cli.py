@@ -11,8 +11,8 @@ import argparse
 import json
 import sys
 
-from maml_evidence.gate import PayloadValidationError, load_payload_file, render_interpretation
-from maml_evidence.gate.report import evaluate_feasibility
+from maml_evidence.gate import PayloadValidationError, load_payload_file, render_interpretation, validate_payload
+from maml_evidence.gate.report import evaluate_payload
 
 EXIT_OK, EXIT_NOT_ENABLED, EXIT_USAGE = 0, 1, 2
 
@@ -52,6 +52,7 @@ def _write_text(path: str, text: str) -> None:
     import tempfile
 
     target = os.path.abspath(path)
+    tmp = None
     try:
         os.makedirs(os.path.dirname(target), exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target), prefix=".tmp-", suffix=".json")
@@ -59,12 +60,15 @@ def _write_text(path: str, text: str) -> None:
             handle.write(text)
         os.replace(tmp, target)
     except OSError as exc:
+        if tmp is not None and os.path.exists(tmp):  # leave no half-written temporary file behind
+            os.unlink(tmp)
         raise CommandError(f"--output {path}: cannot write the report: {exc.strerror or exc}") from None
 
 
 def run_gate(args: argparse.Namespace) -> int:
     """Evaluate one payload file; print the report; exit 0, or 1 under --enforce-enable when not enabled."""
-    report = evaluate_feasibility(load_payload_file(args.input))
+    # validate with the file as source, so field errors name the file as reading and parsing errors do
+    report = evaluate_payload(validate_payload(load_payload_file(args.input), args.input))[2]
     rendered = json.dumps(report, indent=2, ensure_ascii=False) + "\n"
     if args.output:
         _write_text(args.output, rendered)
@@ -99,6 +103,67 @@ def gate_main(argv: list[str] | None = None) -> int:
     return _guarded(run_gate, parser.parse_args(argv))
 
 
+def _store(args: argparse.Namespace):  # noqa: ANN202 - EvidenceStore, imported lazily
+    from maml_evidence.store import EvidenceStore, StoreError
+
+    try:
+        return EvidenceStore(args.home).ensure()
+    except (StoreError, OSError) as exc:
+        raise CommandError(f"evidence home {args.home or '(default)'}: {exc}") from None
+
+
+def run_ingest(args: argparse.Namespace) -> int:
+    """Evaluate inbox files (or the given files) through the Dagster job; one line per spike run."""
+    from pathlib import Path
+
+    from maml_evidence.headless import ingest
+    from maml_evidence.store import StoreError
+
+    store = _store(args)
+    paths = [Path(p) for p in args.paths]
+    for path in paths:
+        if not path.is_file():
+            raise CommandError(f"{path}: no such file")
+    try:
+        report = ingest(store, paths or None, replace=args.replace)
+    except StoreError as exc:
+        raise CommandError(str(exc)) from None
+    if not report.results:
+        print(f"nothing to ingest: {store.home.inbox} has no *.json files")
+    for result in report.results:
+        if result.outcome == "quarantined":
+            print(f"QUARANTINED  {result.path.name}  -> {result.quarantined_to}")
+            first_line = result.message.splitlines()[1:2] or result.message.splitlines()[:1]
+            print(f"             {first_line[0].strip() if first_line else ''}")
+            continue
+        row = report.decisions.get(result.spike_run_id or "")
+        decision = row["decision"] if row else "not evaluated (see run errors)"
+        print(f"{decision:<28} {result.spike_run_id}  ({result.outcome}: {result.message})")
+    failed = [run for run in report.runs if not run.success]
+    for run in failed:
+        sys.stderr.write(f"error: run {run.run_id} over {run.first}..{run.last} failed: {run.error}\n")
+    if report.quarantined:
+        sys.stderr.write(
+            f"{len(report.quarantined)} file(s) quarantined in {store.home.quarantine} (each beside a .reason.txt)\n"
+        )
+    return EXIT_NOT_ENABLED if failed or report.quarantined else EXIT_OK
+
+
+def run_dev(args: argparse.Namespace) -> int:
+    """Start the Dagster UI and daemon on this evidence home (instance in <home>/dagster_home)."""
+    import os
+
+    from maml_evidence.headless import configure_dagster_home
+
+    store = _store(args)
+    dagster_home = configure_dagster_home(store)
+    command = [sys.executable, "-m", "dagster", "dev", "-m", "maml_evidence.definitions", "-h", args.host, "-p", str(args.port)]
+    sys.stderr.write(f"evidence home: {store.home.root}\ndagster home:  {dagster_home}\n")
+    sys.stderr.flush()
+    os.execv(sys.executable, command)
+    return EXIT_OK  # not reached
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="maml-evidence",
@@ -111,6 +176,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_gate_arguments(gate, with_format=True)
     gate.set_defaults(handler=run_gate)
+
+    home = argparse.ArgumentParser(add_help=False)
+    home.add_argument(
+        "--home", metavar="DIR", default=None, help="evidence home (default: $MAML_EVIDENCE_HOME, else ./data)"
+    )
+    ingest = commands.add_parser(
+        "ingest",
+        parents=[home],
+        formatter_class=_formatter,
+        help="evaluate inbox files (or the given files) through the Dagster job and print each decision",
+        description="Validate payload files, store new evidence, evaluate it with the evaluate_spike_runs job on "
+        "the evidence home's Dagster instance, and print one line per spike run. Exit 1 if any file was "
+        "quarantined or a run failed (all other files are still processed).",
+    )
+    ingest.add_argument("paths", nargs="*", metavar="PATH", help="payload files (default: every *.json in the inbox)")
+    ingest.add_argument(
+        "--replace",
+        action="store_true",
+        help="let these files supersede different evidence already stored under the same spike_run_id "
+        "(the earlier revision stays in history)",
+    )
+    ingest.set_defaults(handler=run_ingest)
+
+    dev = commands.add_parser(
+        "dev", parents=[home], formatter_class=_formatter, help="start the Dagster UI and daemon on the evidence home"
+    )
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--port", type=int, default=3000)
+    dev.set_defaults(handler=run_dev)
     return parser
 
 

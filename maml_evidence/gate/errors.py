@@ -45,15 +45,18 @@ class PayloadValidationError(ValueError):
     ``problems`` lists every problem found, each naming its JSON path, the value and what was expected.
     """
 
-    def __init__(self, problems: list[Problem] | tuple[Problem, ...], source: str | None = None) -> None:
+    def __init__(
+        self, problems: list[Problem] | tuple[Problem, ...], source: str | None = None, what: str = "spike payload"
+    ) -> None:
         self.problems = tuple(problems)
         self.source = source
+        self.what = what
         super().__init__(self.render())
 
     def render(self) -> str:
         head = f"{self.source}: " if self.source else ""
         count = len(self.problems)
-        lines = [f"{head}invalid spike payload ({count} problem{'s' if count != 1 else ''}):"]
+        lines = [f"{head}invalid {self.what} ({count} problem{'s' if count != 1 else ''}):"]
         lines.extend(f"  - {problem}" for problem in self.problems)
         return "\n".join(lines)
 
@@ -72,6 +75,6 @@ class Collector:
     def expected(self, path: str, what: str, value: object) -> None:
         self.add(path, f"expected {what}, got {show(value)}")
 
-    def raise_if_any(self, source: str | None = None) -> None:
+    def raise_if_any(self, source: str | None = None, what: str = "spike payload") -> None:
         if self.problems:
-            raise PayloadValidationError(self.problems, source)
+            raise PayloadValidationError(self.problems, source, what)

@@ -15,17 +15,33 @@ def _fail(message: str, source: str | None, path: str = "$") -> PayloadValidatio
     return PayloadValidationError([Problem(path, message)], source)
 
 
-def _depth_ok(value: object) -> bool:
+def _unwritable(text: str) -> bool:
+    """A string holding an unpaired surrogate (from a JSON escape like \\ud800) cannot be written as UTF-8."""
+    if text.isascii():
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _structure_problem(value: object) -> str | None:
+    """Why a decoded document cannot be processed (too deep, unwritable text), or None."""
     stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()
         if depth > MAX_DEPTH:
-            return False
-        if isinstance(item, dict):
+            return f"JSON nested too deeply; at most {MAX_DEPTH} levels are accepted"
+        if isinstance(item, str):
+            if _unwritable(item):
+                return f"invalid text {json.dumps(item)[:60]}: unpaired UTF-16 surrogate escape"
+        elif isinstance(item, dict):
+            stack.extend((key, depth + 1) for key in item)
             stack.extend((child, depth + 1) for child in item.values())
         elif isinstance(item, list):
             stack.extend((child, depth + 1) for child in item)
-    return True
+    return None
 
 
 def parse_payload_text(data: bytes | str, source: str | None = None) -> object:
@@ -52,8 +68,11 @@ def parse_payload_text(data: bytes | str, source: str | None = None) -> object:
         raise _fail(f"invalid JSON at {where}: {exc.msg}", source) from None
     except RecursionError:
         raise _fail(f"JSON nested too deeply; at most {MAX_DEPTH} levels are accepted", source) from None
-    if not _depth_ok(value):
-        raise _fail(f"JSON nested too deeply; at most {MAX_DEPTH} levels are accepted", source)
+    except ValueError:  # an integer literal beyond Python's int/str conversion limit (4300 digits)
+        raise _fail("invalid JSON: a number literal has too many digits", source) from None
+    problem = _structure_problem(value)
+    if problem:
+        raise _fail(problem, source)
     return value
 
 

@@ -65,7 +65,12 @@ class GateMetrics(Record):
 
 def mean(values: list[float]) -> float:
     """Exact-sum mean (order-independent, so decisions do not depend on project order); 0 when empty."""
-    return math.fsum(values) / len(values) if values else 0.0
+    if not values:
+        return 0.0
+    try:
+        return math.fsum(values) / len(values)
+    except OverflowError:  # the sum leaves the float range: average pre-divided values instead
+        return math.fsum(value / len(values) for value in values)
 
 
 def cost_deltas(baseline_train: float, candidate_train: float, candidate_meta: float) -> tuple[float, float]:
@@ -76,6 +81,8 @@ def cost_deltas(baseline_train: float, candidate_train: float, candidate_meta: f
 
 def extra_gpu_cost_usd(extra_training_minutes: float, gpu_hour_usd: float) -> float:
     """The spec's cost model: extra minutes priced per GPU hour."""
+    if gpu_hour_usd == 0:  # free GPUs cost nothing, even for an overflowing (infinite) number of minutes
+        return 0.0
     return extra_training_minutes / 60.0 * gpu_hour_usd
 
 

@@ -145,7 +145,7 @@ def validate_payload(raw: object, source: str | None = None) -> SpikePayload:
         errors.expected("$", "a JSON object with baseline and candidate", raw)
         errors.raise_if_any(source)
     declared = raw.get("score_scale")
-    if declared is not None and declared not in DECLARED_SCALES:
+    if declared is not None and (not isinstance(declared, str) or declared not in DECLARED_SCALES):
         errors.expected("score_scale", 'one of "ratio", "percentage_points"', declared)
         declared = None
     scale_name = DECLARED_SCALES.get(declared) if declared is not None else None

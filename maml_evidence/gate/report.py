@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import sys
 from collections.abc import Mapping
 
 from maml_evidence.gate.decision import Verdict, fmt, judge, pct
@@ -13,6 +15,9 @@ REPORT_VERSION = 1
 
 
 def _r(value: float) -> float:
+    """Round for the report; a metric that overflowed (absurd inputs) is clamped so the JSON stays strict."""
+    if math.isinf(value):
+        return math.copysign(sys.float_info.max, value)
     return round(value, 4)
 
 

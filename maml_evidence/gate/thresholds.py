@@ -59,7 +59,7 @@ def check_overrides(
         return {}
     clean: dict[str, float | int] = {}
     for key, value in raw.items():
-        key_path = f"{path}.{key}"
+        key_path = f"{path}.{key}" if path else str(key)
         if key not in valid_keys:
             errors.add(key_path, f"unknown key {key!r}; valid keys are: {', '.join(valid_keys)}")
             continue

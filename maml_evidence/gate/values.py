@@ -22,7 +22,11 @@ def number(
     if isinstance(raw, bool) or not isinstance(raw, (int, float)):
         errors.expected(path, what, raw)
         return None
-    value = float(raw)
+    try:
+        value = float(raw)
+    except OverflowError:  # a JSON integer literal too large for a float
+        errors.expected(path, what, raw)
+        return None
     if not math.isfinite(value) or value < minimum or (maximum is not None and value > maximum):
         errors.expected(path, what, raw)
         return None

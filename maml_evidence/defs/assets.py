@@ -1,0 +1,189 @@
+"""The spike-run assets. Each one asks the evidence store to evaluate its partitions and record one table.
+
+Every asset is partitioned by spike run with a single-run backfill policy, so a backfill or a sensor batch
+of any size is one Dagster run.
+"""
+
+
+import dagster as dg
+
+from maml_evidence.defs.metadata import column_schema, markdown_table
+from maml_evidence.defs.partitions import spike_runs
+from maml_evidence.defs.resources import EvidenceStoreResource
+from maml_evidence.gate import render_interpretation
+
+GROUP = "spike_evidence"
+OWNERS = ["team:ml-platform"]
+PARTITIONED = {
+    "partitions_def": spike_runs,
+    "backfill_policy": dg.BackfillPolicy.single_run(),
+    "group_name": GROUP,
+    "owners": OWNERS,
+}
+
+
+@dg.asset(kinds={"json", "parquet"}, tags={"layer": "ingest"}, **PARTITIONED)
+def spike_payload(context: dg.AssetExecutionContext, evidence: EvidenceStoreResource) -> dg.MaterializeResult:
+    """The validated spike payload of each spike run, as accepted into the evidence store (table spike_runs)."""
+    store = evidence.store()
+    evaluations = store.evaluate(context.partition_keys)
+    path = store.write_spike_runs(evaluations)
+    for e in evaluations:
+        context.add_asset_metadata(
+            {
+                "sha256": e.revision.sha256,
+                "revision": e.revision.revision,
+                "source_file": dg.MetadataValue.path(e.revision.source_file),
+                "accepted_at": e.revision.accepted_at,
+                "stored_payload": dg.MetadataValue.path(str(store.home.report_dir(e.spike_run_id) / "payload.json")),
+                "score_scale": e.payload.score_scale,
+                "baseline_projects": len(e.payload.baseline.projects),
+                "candidate_projects": len(e.payload.candidate.projects),
+                "common_projects": len(e.metrics.common_projects),
+                "unmatched_projects": ", ".join(e.metrics.baseline_only + e.metrics.candidate_only) or "none",
+                "dagster/row_count": 1,
+            },
+            partition_key=e.spike_run_id,
+        )
+    return dg.MaterializeResult(
+        metadata={"dagster/column_schema": column_schema("spike_runs"), "batch_file": dg.MetadataValue.path(str(path))}
+    )
+
+
+@dg.asset(deps=[spike_payload], kinds={"duckdb", "parquet"}, tags={"layer": "metrics"}, **PARTITIONED)
+def adaptation_metrics(context: dg.AssetExecutionContext, evidence: EvidenceStoreResource) -> dg.MaterializeResult:
+    """Steps to target per project in both arms, the reduction, and the run means and maxima."""
+    store = evidence.store()
+    evaluations = store.evaluate(context.partition_keys)
+    detail, summary = store.write_adaptation(evaluations)
+    for e in evaluations:
+        i, cand = e.metrics.inputs, e.metrics.candidate
+        preview = markdown_table(
+            ["project", "LoRA-only steps", "LoRA+MAML steps", "reduction"],
+            [[r.project, r.baseline_steps_to_target, r.candidate_steps_to_target, r.step_reduction] for r in e.metrics.per_project],
+        )
+        context.add_asset_metadata(
+            {
+                "dagster/row_count": len(e.metrics.per_project),
+                "baseline_mean_steps": i.baseline_mean_steps,
+                "baseline_max_steps": i.baseline_max_steps,
+                "candidate_mean_steps": cand.mean_steps_to_target,
+                "candidate_max_steps": cand.max_steps_to_target,
+                "mean_step_reduction": i.mean_step_reduction,
+                "relative_step_reduction": i.relative_step_reduction,
+                "per_project": dg.MetadataValue.md(preview),
+            },
+            partition_key=e.spike_run_id,
+        )
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/column_schema": column_schema("adaptation_metrics"),
+            "summary_columns": column_schema("adaptation_summary"),
+            "batch_files": dg.MetadataValue.json([str(detail), str(summary)]),
+        }
+    )
+
+
+@dg.asset(deps=[spike_payload], kinds={"duckdb", "parquet"}, tags={"layer": "metrics"}, **PARTITIONED)
+def accuracy_metrics(context: dg.AssetExecutionContext, evidence: EvidenceStoreResource) -> dg.MaterializeResult:
+    """Target and final accuracy per project in percentage points, and the mean regression."""
+    store = evidence.store()
+    evaluations = store.evaluate(context.partition_keys)
+    detail, summary = store.write_accuracy(evaluations)
+    for e in evaluations:
+        preview = markdown_table(
+            ["project", "target (pp)", "LoRA-only final", "LoRA+MAML final", "delta (pp)"],
+            [
+                [r.project, r.baseline_target_accuracy_pp, r.baseline_final_accuracy_pp, r.candidate_final_accuracy_pp, r.final_accuracy_delta_pp]
+                for r in e.metrics.per_project
+            ],
+        )
+        context.add_asset_metadata(
+            {
+                "dagster/row_count": len(e.metrics.per_project),
+                "score_scale": e.payload.score_scale,
+                "baseline_mean_final_accuracy_pp": e.metrics.baseline.mean_final_accuracy_pp,
+                "candidate_mean_final_accuracy_pp": e.metrics.candidate.mean_final_accuracy_pp,
+                "mean_accuracy_regression_pp": e.metrics.inputs.mean_accuracy_regression_pp,
+                "per_project": dg.MetadataValue.md(preview),
+            },
+            partition_key=e.spike_run_id,
+        )
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/column_schema": column_schema("accuracy_metrics"),
+            "summary_columns": column_schema("accuracy_summary"),
+            "batch_files": dg.MetadataValue.json([str(detail), str(summary)]),
+        }
+    )
+
+
+@dg.asset(deps=[spike_payload], kinds={"duckdb", "parquet"}, tags={"layer": "metrics"}, **PARTITIONED)
+def cost_metrics(context: dg.AssetExecutionContext, evidence: EvidenceStoreResource) -> dg.MaterializeResult:
+    """MAML's extra training minutes, overhead and GPU cost per run, with the price assumed."""
+    store = evidence.store()
+    evaluations = store.evaluate(context.partition_keys)
+    path = store.write_cost(evaluations)
+    for e in evaluations:
+        cost = e.report["cost"]
+        context.add_asset_metadata(
+            {
+                "dagster/row_count": 1,
+                "extra_training_minutes": e.metrics.inputs.extra_training_minutes,
+                "training_overhead_pct": e.metrics.inputs.training_overhead_pct,
+                "extra_gpu_cost_usd_per_run": e.verdict.extra_gpu_cost_usd_per_run,
+                "gpu_hour_usd": e.verdict.gpu_hour_usd,
+                "gpu_hour_usd_source": cost["assumptions"]["gpu_hour_usd_source"],  # type: ignore[index]
+            },
+            partition_key=e.spike_run_id,
+        )
+    return dg.MaterializeResult(
+        metadata={"dagster/column_schema": column_schema("cost_metrics"), "batch_file": dg.MetadataValue.path(str(path))}
+    )
+
+
+@dg.asset(
+    deps=[adaptation_metrics, accuracy_metrics, cost_metrics],
+    kinds={"json", "duckdb"},
+    tags={"layer": "decision"},
+    **PARTITIONED,
+)
+def decision_report(context: dg.AssetExecutionContext, evidence: EvidenceStoreResource) -> dg.MaterializeResult:
+    """The gate's decision report per spike run (report.json) and its rows in gate_decisions and gate_checks."""
+    store = evidence.store()
+    evaluations = store.evaluate(context.partition_keys)
+    store.write_decisions(evaluations)
+    for e in evaluations:
+        context.add_asset_metadata(
+            {
+                "decision": e.verdict.decision,
+                "maml_recommended": e.verdict.maml_recommended,
+                "failed_check": e.verdict.failed_check or "none",
+                "policy_version": e.policy.version,
+                "report_path": dg.MetadataValue.path(str(store.home.report_dir(e.spike_run_id) / "report.json")),
+                "preview": dg.MetadataValue.md(render_interpretation(e.report)),
+            },
+            partition_key=e.spike_run_id,
+        )
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/column_schema": column_schema("gate_decisions"),
+            "check_columns": column_schema("gate_checks"),
+        }
+    )
+
+
+@dg.asset(deps=[decision_report], kinds={"markdown"}, tags={"layer": "decision"}, **PARTITIONED)
+def interpretation(context: dg.AssetExecutionContext, evidence: EvidenceStoreResource) -> dg.MaterializeResult:
+    """A short plain-language reading of each decision report (interpretation.md)."""
+    store = evidence.store()
+    keys = context.partition_keys
+    for key in keys:
+        path, text = store.write_interpretation(key)
+        context.add_asset_metadata(
+            {"path": dg.MetadataValue.path(str(path)), "text": dg.MetadataValue.md(text)}, partition_key=key
+        )
+    return dg.MaterializeResult(metadata={"spike_runs": len(keys)})
+
+
+SPIKE_ASSETS = [spike_payload, adaptation_metrics, accuracy_metrics, cost_metrics, decision_report, interpretation]

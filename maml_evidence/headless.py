@@ -1,0 +1,101 @@
+"""Headless use of the pipeline: the same Dagster job and instance the UI uses, driven from the CLI."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+
+from maml_evidence.defs.jobs import EVALUATE_JOB
+from maml_evidence.defs.partitions import contiguous_ranges, range_tags, spike_runs
+from maml_evidence.store import EvidenceStore
+from maml_evidence.store.intake import QUARANTINED, IntakeResult, intake_files
+
+DAGSTER_YAML = """\
+# Dagster instance of this evidence home (created by maml-evidence). Run history, partitions and
+# asset-check results live beside it in SQLite, so they survive restarts of `dagster dev`.
+telemetry:
+  enabled: false
+"""
+
+QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def configure_dagster_home(store: EvidenceStore) -> Path:
+    """Use $DAGSTER_HOME if set, else <evidence home>/dagster_home (created with its dagster.yaml)."""
+    if os.environ.get("DAGSTER_HOME"):
+        home = Path(os.environ["DAGSTER_HOME"]).resolve()
+    else:
+        home = store.home.dagster_home
+        os.environ["DAGSTER_HOME"] = str(home)
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        (home / "dagster.yaml").write_text(DAGSTER_YAML, encoding="utf-8")
+    os.environ["MAML_EVIDENCE_HOME"] = str(store.home.root)
+    return home
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    first: str
+    last: str
+    run_id: str
+    success: bool
+    error: str | None = None
+
+
+def evaluate_partitions(instance: dg.DagsterInstance, spike_run_ids: Sequence[str]) -> list[RunOutcome]:
+    """Materialize the given spike runs with the evaluate job: one run per contiguous range of partitions."""
+    from maml_evidence.definitions import defs
+
+    job = defs.resolve_job_def(EVALUATE_JOB)
+    outcomes = []
+    all_keys = instance.get_dynamic_partitions(spike_runs.name)
+    for first, last in contiguous_ranges(all_keys, spike_run_ids):
+        result = job.execute_in_process(
+            instance=instance, tags=range_tags(first, last), run_config=QUIET_RUN_CONFIG, raise_on_error=False
+        )
+        error = None
+        if not result.success:
+            failures = [e for e in result.all_events if e.is_step_failure]
+            error = "; ".join(
+                f"{e.step_key}: {e.step_failure_data.error.message.strip()}"  # type: ignore[union-attr]
+                for e in failures
+                if e.step_failure_data and e.step_failure_data.error
+            ) or "the run failed"
+        outcomes.append(RunOutcome(first, last, result.run_id, result.success, error))
+    return outcomes
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    results: list[IntakeResult]
+    runs: list[RunOutcome]
+    decisions: dict[str, dict[str, object]]
+
+    @property
+    def quarantined(self) -> list[IntakeResult]:
+        return [r for r in self.results if r.outcome == QUARANTINED]
+
+
+def ingest(store: EvidenceStore, paths: Sequence[Path] | None = None, *, replace: bool = False) -> IngestReport:
+    """Take files in (inbox by default), evaluate what is new through the Dagster job, report decisions."""
+    configure_dagster_home(store)
+    instance = dg.DagsterInstance.get()
+    files = list(paths) if paths else sorted(store.home.inbox.glob("*.json"))
+    existing = set(instance.get_dynamic_partitions(spike_runs.name))
+
+    def add(ids: list[str]) -> None:
+        new = [i for i in ids if i not in existing]
+        if new:
+            instance.add_dynamic_partitions(spike_runs.name, new)
+
+    results = intake_files(store.home, files, replace=replace, has_partition=existing.__contains__, add_partitions=add)
+    wanted = list(dict.fromkeys(r.spike_run_id for r in results if r.needs_run and r.spike_run_id))
+    runs = evaluate_partitions(instance, wanted) if wanted else []
+    ids = [r.spike_run_id for r in results if r.spike_run_id and r.outcome != QUARANTINED]
+    decisions = store.decisions(ids) if ids else {}
+    return IngestReport(results, runs, decisions)

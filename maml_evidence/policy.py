@@ -1,0 +1,77 @@
+"""The organisation's threshold policy: ``thresholds.toml`` in the evidence home.
+
+Precedence, lowest to highest: the spec's defaults, this policy, the payload's own ``thresholds`` and
+``cost_profile``. The file is validated as strictly as payloads; a broken policy never falls back to defaults.
+A policy version is the hash of its effective content (defaults filled in), so reformatting the file or
+spelling out a default does not count as a policy change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from maml_evidence.gate import DEFAULT_GPU_HOUR_USD, THRESHOLD_KEYS, PayloadValidationError, Problem, merge_thresholds
+from maml_evidence.gate.errors import Collector
+from maml_evidence.gate.thresholds import COST_PROFILE_KEYS, check_overrides
+
+WHAT = "threshold policy"
+POLICY_KEYS: tuple[str, ...] = (*THRESHOLD_KEYS, *COST_PROFILE_KEYS)
+
+
+def effective_policy(values: dict[str, float | int]) -> dict[str, float | int]:
+    """The policy layer over the spec's defaults: every threshold key and the GPU price."""
+    merged: dict[str, float | int] = {**merge_thresholds(values).as_dict(), "gpu_hour_usd": DEFAULT_GPU_HOUR_USD}
+    if "gpu_hour_usd" in values:
+        merged["gpu_hour_usd"] = values["gpu_hour_usd"]
+    return {key: (int(v) if key == "min_projects" else float(v)) for key, v in merged.items()}
+
+
+def policy_version(values: dict[str, float | int]) -> str:
+    canonical = json.dumps(effective_policy(values), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A validated policy: the keys it sets, its version and where it came from."""
+
+    values: dict[str, float | int] = field(default_factory=dict)
+    source: str = "defaults (no thresholds.toml)"
+
+    @property
+    def version(self) -> str:
+        return policy_version(self.values)
+
+    @property
+    def effective(self) -> dict[str, float | int]:
+        return effective_policy(self.values)
+
+
+def parse_policy(text: str, source: str) -> Policy:
+    """Parse and validate policy TOML: top-level keys only, each a known threshold key or ``gpu_hour_usd``."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise PayloadValidationError([Problem("$", f"invalid TOML: {exc}")], source, WHAT) from None
+    errors = Collector()
+    for key, value in raw.items():
+        if isinstance(value, dict):
+            errors.add(key, f"tables are not allowed; put threshold keys at the top level ({', '.join(POLICY_KEYS)})")
+    values = check_overrides({k: v for k, v in raw.items() if not isinstance(v, dict)}, "", POLICY_KEYS, errors)
+    errors.raise_if_any(source, WHAT)
+    return Policy(values=values, source=source)
+
+
+def load_policy(path: Path) -> Policy:
+    """The policy in force: the file if it exists (strictly validated), else the spec's defaults."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return Policy()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PayloadValidationError([Problem("$", f"cannot read: {exc}")], str(path), WHAT) from None
+    return parse_policy(text, str(path))

@@ -1,0 +1,96 @@
+"""The DuckDB catalog: ``evidence.duckdb`` holds only views over the Parquet tables.
+
+No process keeps ``evidence.duckdb`` open for writing: it is written once (or when the evidence home moves)
+and then only opened read-only, so analysts, the ``sql`` command and Dagster never fight over DuckDB's
+single-writer lock. The project's own readers use an in-memory connection with the same views.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+
+import duckdb
+
+from maml_evidence.store.files import atomic_write_text, file_lock
+from maml_evidence.store.home import EvidenceHome, StoreError
+from maml_evidence.store.schema import TABLES
+from maml_evidence.store.tables import ParquetTables, view_sql
+
+CATALOG_VERSION = 1
+MARKER = "evidence.catalog.json"
+
+
+def view_definitions(home: EvidenceHome) -> dict[str, str]:
+    """Every view of the store: name -> SELECT."""
+    tables = ParquetTables(home)
+    return {name: view_sql(table, tables.directory(name)) for name, table in TABLES.items()}
+
+
+def _marker(home: EvidenceHome) -> dict[str, object]:
+    return {"version": CATALOG_VERSION, "root": str(home.root), "views": view_definitions(home)}
+
+
+def ensure_store(home: EvidenceHome) -> None:
+    """Create the home's folders, table schema files and the DuckDB catalog of views (idempotent, cheap)."""
+    home.ensure()
+    ParquetTables(home).ensure()
+    marker_path = home.root / MARKER
+    wanted = _marker(home)
+    if home.catalog.exists() and _read_marker(marker_path) == wanted:
+        return
+    with file_lock(home.locks / "catalog.lock"):
+        if home.catalog.exists() and _read_marker(marker_path) == wanted:
+            return
+        try:
+            connection = duckdb.connect(str(home.catalog))
+        except duckdb.IOException as exc:
+            raise StoreError(
+                f"{home.catalog}: cannot update the catalog's views while another process holds it open "
+                f"(close DuckDB sessions on it and retry): {exc}"
+            ) from exc
+        try:
+            for name, select in wanted["views"].items():  # type: ignore[union-attr]
+                connection.execute(f"CREATE OR REPLACE VIEW {name} AS {select}")
+        finally:
+            connection.close()
+        atomic_write_text(marker_path, json.dumps(wanted, indent=2, sort_keys=True))
+
+
+def _read_marker(path) -> object:  # noqa: ANN001
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def memory_connection(home: EvidenceHome) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with the store's views; holds no lock on any file."""
+    connection = duckdb.connect()
+    for name, select in view_definitions(home).items():
+        connection.execute(f"CREATE VIEW {name} AS {select}")
+    return connection
+
+
+def catalog_connection(home: EvidenceHome) -> duckdb.DuckDBPyConnection:
+    """A read-only connection to ``evidence.duckdb``, as an analyst's DuckDB client would open it."""
+    ensure_store(home)
+    try:
+        return duckdb.connect(str(home.catalog), read_only=True)
+    except duckdb.Error as exc:
+        raise StoreError(f"{home.catalog}: cannot open read-only: {exc}") from exc
+
+
+def query(
+    connection: duckdb.DuckDBPyConnection, sql: str, params: Sequence[object] | None = None, *, attempts: int = 3
+) -> duckdb.DuckDBPyConnection:
+    """Run a query, retrying briefly when a batch file vanished under it (compaction just replaced it)."""
+    for attempt in range(attempts):
+        try:
+            return connection.execute(sql, params or [])
+        except duckdb.IOException as exc:
+            if attempt == attempts - 1 or "No such file" not in str(exc) and "No files found" not in str(exc):
+                raise
+            time.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")

@@ -1,0 +1,188 @@
+"""``EvidenceStore``: the one object Dagster and the CLI use to evaluate spike runs and record the evidence."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+
+from maml_evidence.gate import (
+    GateMetrics,
+    PayloadValidationError,
+    SpikePayload,
+    Verdict,
+    evaluate_payload,
+    parse_payload_text,
+    render_interpretation,
+    validate_payload,
+)
+from maml_evidence.policy import Policy, load_policy
+from maml_evidence.store import rows
+from maml_evidence.store.catalog import ensure_store, memory_connection, query
+from maml_evidence.store.files import atomic_write_bytes, atomic_write_text
+from maml_evidence.store.home import EvidenceHome, StoreError
+from maml_evidence.store.registry import PayloadRegistry, Revision
+from maml_evidence.store.tables import ParquetTables
+
+INGEST, REPLACE, REEVALUATION = "ingest", "replace", "re-evaluation"
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One spike run judged by the gate core under one policy."""
+
+    spike_run_id: str
+    revision: Revision
+    payload: SpikePayload
+    metrics: GateMetrics
+    verdict: Verdict
+    report: dict[str, object]
+    policy: Policy
+
+    @property
+    def trigger(self) -> str:
+        return REPLACE if self.revision.revision > 1 else INGEST
+
+
+class EvidenceStore:
+    """The evidence home's tables, payload revisions, reports and catalog."""
+
+    def __init__(self, root: str | Path | None = None) -> None:
+        self.home = EvidenceHome(root)
+        self.tables = ParquetTables(self.home)
+        self.registry = PayloadRegistry(self.home)
+
+    def ensure(self) -> EvidenceStore:
+        ensure_store(self.home)
+        return self
+
+    def policy(self) -> Policy:
+        return load_policy(self.home.policy_file)
+
+    # -- evaluation ---------------------------------------------------------------------------------------
+    def load(self, spike_run_id: str) -> tuple[Revision, SpikePayload]:
+        revision = self.registry.current(spike_run_id)
+        if revision is None:
+            raise StoreError(f"spike run {spike_run_id!r} has no stored payload; ingest it first")
+        data = self.registry.read(revision)
+        try:
+            return revision, validate_payload(parse_payload_text(data, spike_run_id), spike_run_id)
+        except PayloadValidationError as exc:
+            raise StoreError(f"stored payload of spike run {spike_run_id!r} no longer validates: {exc}") from exc
+
+    def evaluate(self, spike_run_ids: Iterable[str], policy: Policy | None = None) -> list[Evaluation]:
+        policy = policy if policy is not None else self.policy()
+        evaluations = []
+        for run_id in spike_run_ids:
+            revision, payload = self.load(run_id)
+            metrics, verdict, report = evaluate_payload(payload, policy.values)
+            report["evidence"] = {
+                "spike_run_id": run_id,
+                "revision": revision.revision,
+                "sha256": revision.sha256,
+                "source_file": revision.source_file,
+                "policy_version": policy.version,
+                "policy_source": policy.source,
+            }
+            evaluations.append(Evaluation(run_id, revision, payload, metrics, verdict, report, policy))
+        return evaluations
+
+    # -- writers, one per asset ---------------------------------------------------------------------------
+    def write_spike_runs(self, evaluations: Sequence[Evaluation]) -> Path:
+        now = datetime.now(UTC)
+        out = []
+        for e in evaluations:
+            stored = self.home.report_dir(e.spike_run_id) / "payload.json"
+            atomic_write_bytes(stored, self.registry.read(e.revision))
+            out.append(rows.spike_run_row(e.spike_run_id, e.revision, e.payload, e.metrics, str(stored), now))
+        return self.tables.write("spike_runs", out, _ids(evaluations))
+
+    def write_adaptation(self, evaluations: Sequence[Evaluation]) -> tuple[Path, Path]:
+        detail = [r for e in evaluations for r in rows.adaptation_rows(e.spike_run_id, e.metrics)]
+        summary = [rows.adaptation_summary_row(e.spike_run_id, e.metrics) for e in evaluations]
+        return (
+            self.tables.write("adaptation_metrics", detail, _ids(evaluations)),
+            self.tables.write("adaptation_summary", summary, _ids(evaluations)),
+        )
+
+    def write_accuracy(self, evaluations: Sequence[Evaluation]) -> tuple[Path, Path]:
+        detail = [r for e in evaluations for r in rows.accuracy_rows(e.spike_run_id, e.metrics)]
+        summary = [rows.accuracy_summary_row(e.spike_run_id, e.payload, e.metrics) for e in evaluations]
+        return (
+            self.tables.write("accuracy_metrics", detail, _ids(evaluations)),
+            self.tables.write("accuracy_summary", summary, _ids(evaluations)),
+        )
+
+    def write_cost(self, evaluations: Sequence[Evaluation]) -> Path:
+        out = [
+            rows.cost_row(e.spike_run_id, e.metrics, e.verdict, str(e.report["cost"]["assumptions"]["gpu_hour_usd_source"]))  # type: ignore[index]
+            for e in evaluations
+        ]
+        return self.tables.write("cost_metrics", out, _ids(evaluations))
+
+    def write_decisions(self, evaluations: Sequence[Evaluation], trigger: str | None = None) -> None:
+        """Record decisions and checks, and write each spike run's report.json."""
+        now = datetime.now(UTC)
+        decisions, checks = [], []
+        for e in evaluations:
+            e.report["evidence"]["evaluated_at"] = now.isoformat()  # type: ignore[index]
+            atomic_write_text(
+                self.home.report_dir(e.spike_run_id) / "report.json", json.dumps(e.report, indent=2) + "\n"
+            )
+            decisions.append(
+                rows.decision_row(
+                    e.spike_run_id,
+                    e.verdict,
+                    e.report["thresholds"],  # type: ignore[arg-type]
+                    {**e.report["threshold_sources"], "gpu_hour_usd": e.report["cost"]["assumptions"]["gpu_hour_usd_source"]},  # type: ignore[index,dict-item]
+                    e.policy.version,
+                    trigger or e.trigger,
+                    now,
+                )
+            )
+            checks.extend(rows.check_rows(e.spike_run_id, e.verdict, now))
+        self.tables.write("gate_checks", checks, _ids(evaluations))
+        self.tables.write("gate_decisions", decisions, _ids(evaluations))
+
+    def write_interpretation(self, spike_run_id: str) -> tuple[Path, str]:
+        """Render the stored report.json of a spike run as interpretation.md beside it."""
+        text = render_interpretation(self.read_report(spike_run_id))
+        path = self.home.report_dir(spike_run_id) / "interpretation.md"
+        atomic_write_text(path, text)
+        return path, text
+
+    # -- reading ------------------------------------------------------------------------------------------
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        """An in-memory DuckDB connection with every view (no lock on evidence.duckdb)."""
+        self.ensure()
+        return memory_connection(self.home)
+
+    def decisions(self, spike_run_ids: Sequence[str] | None = None) -> dict[str, dict[str, object]]:
+        """Current gate_decisions rows keyed by spike run."""
+        connection = self.connect()
+        try:
+            sql = "SELECT * FROM gate_decisions"
+            params: list[object] = []
+            if spike_run_ids is not None:
+                sql += " WHERE list_contains(?, spike_run_id)"
+                params = [list(spike_run_ids)]
+            cursor = query(connection, sql, params)
+            names = [d[0] for d in cursor.description]
+            return {row[0]: dict(zip(names, row, strict=True)) for row in cursor.fetchall()}
+        finally:
+            connection.close()
+
+    def read_report(self, spike_run_id: str) -> dict[str, object]:
+        path = self.home.report_dir(spike_run_id) / "report.json"
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise StoreError(f"spike run {spike_run_id!r} has no report yet ({path})") from None
+
+
+def _ids(evaluations: Sequence[Evaluation]) -> list[str]:
+    return [e.spike_run_id for e in evaluations]

@@ -1,0 +1,85 @@
+"""The evidence home: one folder holding everything that must survive restarts."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+HOME_ENV = "MAML_EVIDENCE_HOME"
+DEFAULT_HOME = "data"
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+class StoreError(Exception):
+    """A store problem a user can act on (bad spike run id, damaged file, locked catalog)."""
+
+
+def resolve_home(home: str | os.PathLike[str] | None = None) -> Path:
+    """The evidence home: the argument, else $MAML_EVIDENCE_HOME, else ./data; always absolute."""
+    chosen = home if home is not None else os.environ.get(HOME_ENV) or DEFAULT_HOME
+    return Path(chosen).expanduser().resolve()
+
+
+def check_spike_run_id(value: object) -> str:
+    """Spike run ids become folder names and partition keys: letters, digits, '.', '_', '-' only."""
+    if not isinstance(value, str) or not _RUN_ID.fullmatch(value) or ".." in value:
+        raise StoreError(
+            f"spike_run_id: expected 1-128 letters, digits, '.', '_' or '-' (starting with a letter or digit, "
+            f"no '..'), got {value!r}"
+        )
+    return value
+
+
+class EvidenceHome:
+    """Paths inside the evidence home; ``ensure()`` creates the folders."""
+
+    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+        self.root = resolve_home(root)
+
+    def __repr__(self) -> str:
+        return f"EvidenceHome({str(self.root)!r})"
+
+    @property
+    def inbox(self) -> Path:
+        return self.root / "inbox"
+
+    @property
+    def quarantine(self) -> Path:
+        return self.root / "quarantine"
+
+    @property
+    def payloads(self) -> Path:
+        return self.root / "payloads"
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def tables(self) -> Path:
+        return self.root / "tables"
+
+    @property
+    def catalog(self) -> Path:
+        return self.root / "evidence.duckdb"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.root / "dagster_home"
+
+    @property
+    def policy_file(self) -> Path:
+        return self.root / "thresholds.toml"
+
+    @property
+    def locks(self) -> Path:
+        return self.root / ".locks"
+
+    def report_dir(self, spike_run_id: str) -> Path:
+        return self.reports / check_spike_run_id(spike_run_id)
+
+    def ensure(self) -> EvidenceHome:
+        for folder in (self.inbox, self.quarantine, self.payloads, self.reports, self.tables, self.locks):
+            folder.mkdir(parents=True, exist_ok=True)
+        return self

@@ -1,0 +1,151 @@
+"""Rows for the evidence tables, built from the gate core's results (no arithmetic here, only shaping)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from maml_evidence.gate import CHECK_NAMES, THRESHOLD_KEYS, GateMetrics, SpikePayload, Verdict
+from maml_evidence.store.registry import Revision
+
+Row = dict[str, object]
+
+
+def spike_run_row(
+    run_id: str, revision: Revision, payload: SpikePayload, metrics: GateMetrics, payload_path: str, ingested_at: datetime
+) -> Row:
+    return {
+        "spike_run_id": run_id,
+        "revision": revision.revision,
+        "sha256": revision.sha256,
+        "source_file": revision.source_file,
+        "accepted_at": revision.accepted_at_dt,
+        "ingested_at": ingested_at,
+        "baseline_label": payload.baseline.label,
+        "candidate_label": payload.candidate.label,
+        "score_scale": payload.score_scale,
+        "baseline_project_count": len(payload.baseline.projects),
+        "candidate_project_count": len(payload.candidate.projects),
+        "common_project_count": len(metrics.common_projects),
+        "baseline_only_projects": list(metrics.baseline_only),
+        "candidate_only_projects": list(metrics.candidate_only),
+        "payload_thresholds": json.dumps(payload.threshold_overrides, sort_keys=True),
+        "payload_cost_profile": json.dumps(payload.cost_overrides, sort_keys=True),
+        "payload_extras": json.dumps(payload.extras, sort_keys=True, default=str),
+        "payload_path": payload_path,
+    }
+
+
+def adaptation_rows(run_id: str, metrics: GateMetrics) -> list[Row]:
+    return [
+        {
+            "spike_run_id": run_id,
+            "project": row.project,
+            "baseline_steps_to_target": row.baseline_steps_to_target,
+            "candidate_steps_to_target": row.candidate_steps_to_target,
+            "step_reduction": row.step_reduction,
+        }
+        for row in metrics.per_project
+    ]
+
+
+def adaptation_summary_row(run_id: str, metrics: GateMetrics) -> Row:
+    i = metrics.inputs
+    return {
+        "spike_run_id": run_id,
+        "common_project_count": i.common_project_count,
+        "baseline_mean_steps": i.baseline_mean_steps,
+        "baseline_max_steps": i.baseline_max_steps,
+        "candidate_mean_steps": metrics.candidate.mean_steps_to_target,
+        "candidate_max_steps": metrics.candidate.max_steps_to_target,
+        "mean_step_reduction": i.mean_step_reduction,
+        "relative_step_reduction": i.relative_step_reduction,
+    }
+
+
+def accuracy_rows(run_id: str, metrics: GateMetrics) -> list[Row]:
+    return [
+        {
+            "spike_run_id": run_id,
+            "project": row.project,
+            "baseline_target_accuracy_pp": row.baseline_target_accuracy_pp,
+            "candidate_target_accuracy_pp": row.candidate_target_accuracy_pp,
+            "baseline_final_accuracy_pp": row.baseline_final_accuracy_pp,
+            "candidate_final_accuracy_pp": row.candidate_final_accuracy_pp,
+            "final_accuracy_delta_pp": row.final_accuracy_delta_pp,
+            "accuracy_regression_pp": row.accuracy_regression_pp,
+        }
+        for row in metrics.per_project
+    ]
+
+
+def accuracy_summary_row(run_id: str, payload: SpikePayload, metrics: GateMetrics) -> Row:
+    return {
+        "spike_run_id": run_id,
+        "score_scale": payload.score_scale,
+        "baseline_mean_final_accuracy_pp": metrics.baseline.mean_final_accuracy_pp,
+        "candidate_mean_final_accuracy_pp": metrics.candidate.mean_final_accuracy_pp,
+        "mean_accuracy_regression_pp": metrics.inputs.mean_accuracy_regression_pp,
+    }
+
+
+def cost_row(run_id: str, metrics: GateMetrics, verdict: Verdict, price_source: str) -> Row:
+    return {
+        "spike_run_id": run_id,
+        "baseline_train_minutes": metrics.baseline.train_minutes,
+        "baseline_meta_train_minutes": metrics.baseline.meta_train_minutes,
+        "candidate_train_minutes": metrics.candidate.train_minutes,
+        "candidate_meta_train_minutes": metrics.candidate.meta_train_minutes,
+        "extra_training_minutes": metrics.inputs.extra_training_minutes,
+        "training_overhead_pct": metrics.inputs.training_overhead_pct,
+        "gpu_hour_usd": verdict.gpu_hour_usd,
+        "gpu_hour_usd_source": price_source,
+        "extra_gpu_cost_usd_per_run": verdict.extra_gpu_cost_usd_per_run,
+    }
+
+
+def decision_row(
+    run_id: str,
+    verdict: Verdict,
+    thresholds: dict[str, float | int],
+    sources: dict[str, str],
+    policy_version: str,
+    trigger: str,
+    evaluated_at: datetime,
+) -> Row:
+    flags = verdict.flags()
+    return {
+        "spike_run_id": run_id,
+        "decision": verdict.decision,
+        "maml_recommended": verdict.maml_recommended,
+        "failed_check": verdict.failed_check,
+        **{name: flags[name] for name in CHECK_NAMES},
+        **{key: thresholds[key] for key in THRESHOLD_KEYS},
+        "gpu_hour_usd": verdict.gpu_hour_usd,
+        "extra_gpu_cost_usd_per_run": verdict.extra_gpu_cost_usd_per_run,
+        "threshold_sources": json.dumps(sources, sort_keys=True),
+        "policy_version": policy_version,
+        "trigger": trigger,
+        "evaluated_at": evaluated_at,
+    }
+
+
+def check_rows(run_id: str, verdict: Verdict, evaluated_at: datetime) -> list[Row]:
+    rows = []
+    for check in verdict.checks:
+        decisive = check.decisive
+        rows.append(
+            {
+                "spike_run_id": run_id,
+                "check_name": check.name,
+                "passed": check.passed,
+                "metric": decisive.metric,
+                "observed": float(decisive.observed),
+                "operator": decisive.operator,
+                "threshold": decisive.threshold,
+                "threshold_key": decisive.threshold_key,
+                "reason": check.reason,
+                "evaluated_at": evaluated_at,
+            }
+        )
+    return rows

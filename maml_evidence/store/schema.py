@@ -1,0 +1,199 @@
+"""The evidence tables: one declaration per table (columns, kind, description) used for files, views and docs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from maml_evidence.gate import CHECK_NAMES, THRESHOLD_KEYS
+
+TS = pa.timestamp("us", tz="UTC")
+BATCH_COLUMN = "_batch"
+# False on the placeholder row that records "this spike run now has no rows" in a per-project table.
+PRESENT_COLUMN = "_present"
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: pa.DataType
+    doc: str
+
+
+@dataclass(frozen=True)
+class TableDef:
+    """A table of the store.
+
+    ``current`` tables hold the latest rows per ``key`` (a re-materialization replaces a spike run's rows);
+    ``history`` tables only ever grow.
+    """
+
+    name: str
+    kind: str
+    doc: str
+    columns: tuple[Column, ...]
+    key: str = "spike_run_id"
+
+    @property
+    def schema(self) -> pa.Schema:
+        return pa.schema(
+            [pa.field(c.name, c.type) for c in self.columns]
+            + [pa.field(BATCH_COLUMN, pa.string()), pa.field(PRESENT_COLUMN, pa.bool_())]
+        )
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+
+def _c(name: str, type_: pa.DataType, doc: str) -> Column:
+    return Column(name, type_, doc)
+
+
+RUN = _c("spike_run_id", pa.string(), "the spike run (one Dagster partition)")
+PROJECT = _c("project", pa.string(), "project name, present in both arms")
+F = pa.float64()
+
+_THRESHOLD_COLUMNS = tuple(
+    _c(key, pa.int64() if key == "min_projects" else F, f"effective threshold `{key}`") for key in THRESHOLD_KEYS
+)
+_CHECK_COLUMNS = tuple(_c(name, pa.bool_(), f"check `{name}` passed") for name in CHECK_NAMES)
+
+TABLES: dict[str, TableDef] = {
+    t.name: t
+    for t in (
+        TableDef(
+            "spike_runs",
+            "current",
+            "One row per spike run: the stored payload revision and how its arms align.",
+            (
+                RUN,
+                _c("revision", pa.int64(), "payload revision, 1 for the first ingest, +1 per --replace"),
+                _c("sha256", pa.string(), "sha256 of the stored payload bytes"),
+                _c("source_file", pa.string(), "the file the payload was ingested from"),
+                _c("accepted_at", TS, "when the payload revision was accepted into the store"),
+                _c("ingested_at", TS, "when the spike_payload asset materialized it"),
+                _c("baseline_label", pa.string(), "baseline arm label"),
+                _c("candidate_label", pa.string(), "candidate arm label"),
+                _c("score_scale", pa.string(), "ratio_to_percentage_points or percentage_points"),
+                _c("baseline_project_count", pa.int64(), "projects in the baseline run"),
+                _c("candidate_project_count", pa.int64(), "projects in the candidate run"),
+                _c("common_project_count", pa.int64(), "projects in both runs (the ones judged)"),
+                _c("baseline_only_projects", pa.list_(pa.string()), "projects only in the baseline run"),
+                _c("candidate_only_projects", pa.list_(pa.string()), "projects only in the candidate run"),
+                _c("payload_thresholds", pa.string(), "the payload's own threshold overrides (JSON)"),
+                _c("payload_cost_profile", pa.string(), "the payload's own cost_profile (JSON)"),
+                _c("payload_extras", pa.string(), "other top-level payload keys, kept as given (JSON)"),
+                _c("payload_path", pa.string(), "absolute path of the stored payload"),
+            ),
+        ),
+        TableDef(
+            "adaptation_metrics",
+            "current",
+            "Per spike run and common project: steps to target in both arms and the reduction.",
+            (
+                RUN,
+                PROJECT,
+                _c("baseline_steps_to_target", F, "LoRA-only steps to reach the target accuracy"),
+                _c("candidate_steps_to_target", F, "LoRA+MAML steps to reach the target accuracy"),
+                _c("step_reduction", F, "baseline minus candidate steps"),
+            ),
+        ),
+        TableDef(
+            "adaptation_summary",
+            "current",
+            "Per spike run: adaptation means and maxima over the common projects.",
+            (
+                RUN,
+                _c("common_project_count", pa.int64(), "projects judged"),
+                _c("baseline_mean_steps", F, "mean baseline steps to target"),
+                _c("baseline_max_steps", F, "max baseline steps to target"),
+                _c("candidate_mean_steps", F, "mean candidate steps to target"),
+                _c("candidate_max_steps", F, "max candidate steps to target"),
+                _c("mean_step_reduction", F, "mean per-project step reduction"),
+                _c("relative_step_reduction", F, "mean reduction / baseline mean (fraction)"),
+            ),
+        ),
+        TableDef(
+            "accuracy_metrics",
+            "current",
+            "Per spike run and common project: target and final accuracy in percentage points.",
+            (
+                RUN,
+                PROJECT,
+                _c("baseline_target_accuracy_pp", F, "baseline target accuracy (pp)"),
+                _c("candidate_target_accuracy_pp", F, "candidate target accuracy (pp)"),
+                _c("baseline_final_accuracy_pp", F, "baseline final accuracy (pp)"),
+                _c("candidate_final_accuracy_pp", F, "candidate final accuracy (pp)"),
+                _c("final_accuracy_delta_pp", F, "candidate minus baseline final accuracy (pp)"),
+                _c("accuracy_regression_pp", F, "max(0, baseline - candidate final accuracy) (pp)"),
+            ),
+        ),
+        TableDef(
+            "accuracy_summary",
+            "current",
+            "Per spike run: mean final accuracies and the mean regression the accuracy guard judges.",
+            (
+                RUN,
+                _c("score_scale", pa.string(), "how the payload's accuracies were read"),
+                _c("baseline_mean_final_accuracy_pp", F, "mean baseline final accuracy (pp)"),
+                _c("candidate_mean_final_accuracy_pp", F, "mean candidate final accuracy (pp)"),
+                _c("mean_accuracy_regression_pp", F, "max(0, baseline mean - candidate mean) (pp)"),
+            ),
+        ),
+        TableDef(
+            "cost_metrics",
+            "current",
+            "Per spike run: training minutes of both arms and MAML's extra cost at the price in force.",
+            (
+                RUN,
+                _c("baseline_train_minutes", F, "LoRA-only training minutes"),
+                _c("baseline_meta_train_minutes", F, "baseline meta-training minutes (normally 0)"),
+                _c("candidate_train_minutes", F, "LoRA+MAML training minutes"),
+                _c("candidate_meta_train_minutes", F, "MAML meta-training minutes"),
+                _c("extra_training_minutes", F, "max(0, candidate train + meta - baseline train)"),
+                _c("training_overhead_pct", F, "extra minutes / baseline minutes * 100"),
+                _c("gpu_hour_usd", F, "GPU price assumed (USD per hour)"),
+                _c("gpu_hour_usd_source", pa.string(), "default, policy or payload"),
+                _c("extra_gpu_cost_usd_per_run", F, "extra minutes / 60 * gpu_hour_usd"),
+            ),
+        ),
+        TableDef(
+            "gate_decisions",
+            "current",
+            "One row per spike run: the current gate decision, its checks and the thresholds it used.",
+            (
+                RUN,
+                _c("decision", pa.string(), "enable_maml or a defer_*/collect_more_evidence decision"),
+                _c("maml_recommended", pa.bool_(), "decision == enable_maml"),
+                _c("failed_check", pa.string(), "first failing check in precedence order (null when enabled)"),
+                *_CHECK_COLUMNS,
+                *_THRESHOLD_COLUMNS,
+                _c("gpu_hour_usd", F, "GPU price used (USD per hour)"),
+                _c("extra_gpu_cost_usd_per_run", F, "extra GPU cost at that price"),
+                _c("threshold_sources", pa.string(), "per key: default, policy or payload (JSON)"),
+                _c("policy_version", pa.string(), "hash of the effective threshold policy"),
+                _c("trigger", pa.string(), "ingest, replace or re-evaluation"),
+                _c("evaluated_at", TS, "when the decision was made"),
+            ),
+        ),
+        TableDef(
+            "gate_checks",
+            "current",
+            "One row per spike run and check: passed, the decisive observed value and its threshold.",
+            (
+                RUN,
+                _c("check_name", pa.string(), "enough_projects, adaptation_triggered, effectiveness_ok, ..."),
+                _c("passed", pa.bool_(), "the check passed"),
+                _c("metric", pa.string(), "the metric of the decisive condition"),
+                _c("observed", F, "its observed value"),
+                _c("operator", pa.string(), ">= or <="),
+                _c("threshold", F, "the threshold it was compared with"),
+                _c("threshold_key", pa.string(), "the threshold's key"),
+                _c("reason", pa.string(), "the check's sentence with every observed number"),
+                _c("evaluated_at", TS, "when the check ran"),
+            ),
+        ),
+    )
+}

@@ -1,0 +1,153 @@
+"""Parquet tables that many processes can write at once and DuckDB can read at any time.
+
+Each write is one immutable batch file per table (all spike runs of one Dagster step), renamed into place
+atomically, so readers never see half a file and writers never contend for a lock. A ``current`` table shows,
+per spike run, only the rows of its newest batch: re-materializing a partition replaces its rows, never
+duplicates them. Compaction merges batch files into one (keeping only visible rows) so that queries over
+100,000 spike runs read a handful of files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from maml_evidence.store.files import file_lock
+from maml_evidence.store.home import EvidenceHome, StoreError
+from maml_evidence.store.schema import BATCH_COLUMN, PRESENT_COLUMN, TABLES, TableDef
+
+COMPACT_AFTER_FILES = 16
+SCHEMA_FILE = "_schema.parquet"
+
+
+def new_batch_id() -> str:
+    """Sortable and unique across processes: nanosecond clock, then randomness."""
+    return f"{time.time_ns():020d}-{uuid.uuid4().hex[:12]}"
+
+
+def _sql_str(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def view_sql(table: TableDef, directory: Path) -> str:
+    """The SELECT behind a table's view: newest batch per spike run, placeholders dropped."""
+    source = f"read_parquet({_sql_str(str(directory / '*.parquet'))}, union_by_name = true)"
+    hidden = f"EXCLUDE ({BATCH_COLUMN}, {PRESENT_COLUMN})"
+    if table.kind == "history":
+        return f"SELECT * {hidden} FROM {source} WHERE {PRESENT_COLUMN}"
+    return (
+        f"SELECT * {hidden} FROM (SELECT * FROM {source} "
+        f"QUALIFY {BATCH_COLUMN} = max({BATCH_COLUMN}) OVER (PARTITION BY {table.key})) WHERE {PRESENT_COLUMN}"
+    )
+
+
+class ParquetTables:
+    """Write batches, compact, and describe the Parquet tables of one evidence home."""
+
+    def __init__(self, home: EvidenceHome) -> None:
+        self.home = home
+
+    def directory(self, table: str) -> Path:
+        return self.home.tables / table
+
+    def ensure(self) -> None:
+        """Create each table's folder with a zero-row schema file so its view always has a file to read."""
+        for name, table in TABLES.items():
+            directory = self.directory(name)
+            directory.mkdir(parents=True, exist_ok=True)
+            schema_file = directory / SCHEMA_FILE
+            if not schema_file.exists():
+                self._write_file(directory, SCHEMA_FILE, table.schema.empty_table())
+
+    def _write_file(self, directory: Path, name: str, data: pa.Table) -> Path:
+        tmp = directory / f".{name}.{uuid.uuid4().hex}.partial"
+        try:
+            pq.write_table(data, tmp, compression="zstd")
+            with open(tmp, "rb") as handle:
+                os.fsync(handle.fileno())
+            final = directory / name
+            os.replace(tmp, final)
+            return final
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+    def write(
+        self,
+        table: str,
+        rows: Sequence[Mapping[str, object]],
+        keys: Iterable[str],
+        *,
+        compact: bool = True,
+    ) -> Path:
+        """Write one batch: ``rows`` become the current rows of every key in ``keys`` (none: a placeholder)."""
+        definition = TABLES[table]
+        batch = new_batch_id()
+        keys = list(dict.fromkeys(keys))
+        covered = {row[definition.key] for row in rows}
+        missing = [key for key in keys if key not in covered]
+        placeholders = (
+            [{definition.key: key, PRESENT_COLUMN: False} for key in missing] if definition.kind == "current" else []
+        )
+        records = [{**row, BATCH_COLUMN: batch, PRESENT_COLUMN: True} for row in rows] + [
+            {**row, BATCH_COLUMN: batch} for row in placeholders
+        ]
+        try:
+            data = pa.Table.from_pylist(records, schema=definition.schema)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, KeyError) as exc:
+            raise StoreError(f"{table}: rows do not match the table's columns: {exc}") from exc
+        directory = self.directory(table)
+        directory.mkdir(parents=True, exist_ok=True)
+        path = self._write_file(directory, f"b-{batch}.parquet", data)
+        if compact:
+            self.compact_if_needed(table)
+        return path
+
+    def data_files(self, table: str) -> list[Path]:
+        return sorted(p for p in self.directory(table).glob("*.parquet") if p.name != SCHEMA_FILE)
+
+    def compact_if_needed(self, table: str, threshold: int = COMPACT_AFTER_FILES) -> bool:
+        if len(self.data_files(table)) <= threshold:
+            return False
+        return self.compact(table)
+
+    def compact(self, table: str) -> bool:
+        """Merge every batch file of ``table`` into one, keeping only visible rows; skip if another process is."""
+        import duckdb
+
+        definition = TABLES[table]
+        with file_lock(self.home.locks / f"compact-{table}.lock", blocking=False) as locked:
+            if not locked:
+                return False
+            files = self.data_files(table)
+            if len(files) <= 1:
+                return False
+            directory = self.directory(table)
+            listed = "[" + ", ".join(_sql_str(str(f)) for f in files) + "]"
+            source = f"read_parquet({listed}, union_by_name = true)"
+            if definition.kind == "current":
+                select = (
+                    f"SELECT * FROM {source} QUALIFY {BATCH_COLUMN} = max({BATCH_COLUMN}) "
+                    f"OVER (PARTITION BY {definition.key}) ORDER BY {definition.key}"
+                )
+            else:
+                select = f"SELECT * FROM {source}"
+            connection = duckdb.connect()
+            try:
+                merged = connection.sql(select).to_arrow_table()
+            finally:
+                connection.close()
+            merged = merged.select(definition.schema.names).cast(definition.schema)
+            self._write_file(directory, f"c-{new_batch_id()}.parquet", merged)
+            for path in files:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+            return True
