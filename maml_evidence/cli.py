@@ -120,6 +120,7 @@ def run_ingest(args: argparse.Namespace) -> int:
     from maml_evidence.store import StoreError
 
     store = _store(args)
+    store.policy()  # a broken policy file stops here with every problem named (exit 2), before any intake
     paths = [Path(p) for p in args.paths]
     for path in paths:
         if not path.is_file():
@@ -147,6 +148,47 @@ def run_ingest(args: argparse.Namespace) -> int:
             f"{len(report.quarantined)} file(s) quarantined in {store.home.quarantine} (each beside a .reason.txt)\n"
         )
     return EXIT_NOT_ENABLED if failed or report.quarantined else EXIT_OK
+
+
+def run_reevaluate(args: argparse.Namespace) -> int:
+    """Re-judge stored history under the policy in force through the reevaluate_history job."""
+    from maml_evidence.headless import reevaluate_history
+
+    store = _store(args)
+    policy = store.policy()  # a broken policy file stops here with every problem named (exit 2)
+    outcome = reevaluate_history(store, force=args.force)
+    if not outcome.success:
+        sys.stderr.write(f"error: re-evaluation run {outcome.run_id} failed: {outcome.error}\n")
+        return EXIT_NOT_ENABLED
+    meta = outcome.metadata
+    print(f"policy {policy.version} ({policy.source})")
+    if "skipped" in meta:
+        print(f"nothing to do: {meta['skipped']}")
+        return EXIT_OK
+    print(
+        f"re-evaluated {meta['spike_runs_evaluated']} spike runs (previous policy versions: "
+        f"{meta['previous_policy_versions']}); {meta['decisions_changed']} decisions changed"
+    )
+    for change in outcome.changes[: args.show]:
+        print(f"  {change.spike_run_id}: {change.from_decision} -> {change.to_decision} (cause: {change.cause_check})")
+    if len(outcome.changes) > args.show:
+        print(f"  ... {len(outcome.changes) - args.show} more: maml-evidence sql \"FROM decision_changes\"")
+    return EXIT_OK
+
+
+def run_sql(args: argparse.Namespace) -> int:
+    """Run read-only SQL against the evidence store and print the rows."""
+    from maml_evidence.formatting import render
+    from maml_evidence.store import StoreError
+    from maml_evidence.store.sql import run_query
+
+    store = _store(args)
+    try:
+        result = run_query(store.home, args.query)
+    except StoreError as exc:
+        raise CommandError(str(exc)) from None
+    sys.stdout.write(render(result.columns, result.rows, args.format))
+    return EXIT_OK
 
 
 def run_dev(args: argparse.Namespace) -> int:
@@ -198,6 +240,28 @@ def build_parser() -> argparse.ArgumentParser:
         "(the earlier revision stays in history)",
     )
     ingest.set_defaults(handler=run_ingest)
+
+    reeval = commands.add_parser(
+        "reevaluate",
+        parents=[home],
+        formatter_class=_formatter,
+        help="re-judge every stored spike run under the threshold policy in force (one Dagster run)",
+    )
+    reeval.add_argument("--force", action="store_true", help="re-judge even if no decision uses an older policy")
+    reeval.add_argument("--show", type=int, default=20, metavar="N", help="list at most N changed decisions")
+    reeval.set_defaults(handler=run_reevaluate)
+
+    sql = commands.add_parser(
+        "sql",
+        parents=[home],
+        formatter_class=_formatter,
+        help="run a read-only SQL query over the evidence views and print the rows",
+        description="Views: spike_runs, adaptation_metrics, adaptation_summary, accuracy_metrics, accuracy_summary, "
+        "cost_metrics, gate_decisions, gate_checks, decision_history, threshold_policies, decision_changes.",
+    )
+    sql.add_argument("query", help='e.g. "SELECT decision, count(*) FROM gate_decisions GROUP BY ALL"')
+    sql.add_argument("--format", choices=("table", "csv", "json", "markdown"), default="table")
+    sql.set_defaults(handler=run_sql)
 
     dev = commands.add_parser(
         "dev", parents=[home], formatter_class=_formatter, help="start the Dagster UI and daemon on the evidence home"

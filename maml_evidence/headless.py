@@ -13,6 +13,7 @@ from maml_evidence.defs.jobs import EVALUATE_JOB
 from maml_evidence.defs.partitions import contiguous_ranges, range_tags, spike_runs
 from maml_evidence.store import EvidenceStore
 from maml_evidence.store.intake import QUARANTINED, IntakeResult, intake_files
+from maml_evidence.store.reevaluation import Change, latest_changes
 
 DAGSTER_YAML = """\
 # Dagster instance of this evidence home (created by maml-evidence). Run history, partitions and
@@ -38,6 +39,15 @@ def configure_dagster_home(store: EvidenceStore) -> Path:
     return home
 
 
+def _failure_text(result: dg.ExecuteInProcessResult) -> str:
+    failures = [e for e in result.all_events if e.is_step_failure]
+    return "; ".join(
+        f"{e.step_key}: {e.step_failure_data.error.message.strip()}"  # type: ignore[union-attr]
+        for e in failures
+        if e.step_failure_data and e.step_failure_data.error
+    ) or "the run failed"
+
+
 @dataclass(frozen=True)
 class RunOutcome:
     first: str
@@ -58,14 +68,7 @@ def evaluate_partitions(instance: dg.DagsterInstance, spike_run_ids: Sequence[st
         result = job.execute_in_process(
             instance=instance, tags=range_tags(first, last), run_config=QUIET_RUN_CONFIG, raise_on_error=False
         )
-        error = None
-        if not result.success:
-            failures = [e for e in result.all_events if e.is_step_failure]
-            error = "; ".join(
-                f"{e.step_key}: {e.step_failure_data.error.message.strip()}"  # type: ignore[union-attr]
-                for e in failures
-                if e.step_failure_data and e.step_failure_data.error
-            ) or "the run failed"
+        error = None if result.success else _failure_text(result)
         outcomes.append(RunOutcome(first, last, result.run_id, result.success, error))
     return outcomes
 
@@ -99,3 +102,30 @@ def ingest(store: EvidenceStore, paths: Sequence[Path] | None = None, *, replace
     ids = [r.spike_run_id for r in results if r.spike_run_id and r.outcome != QUARANTINED]
     decisions = store.decisions(ids) if ids else {}
     return IngestReport(results, runs, decisions)
+
+
+@dataclass(frozen=True)
+class ReevaluationOutcome:
+    run_id: str
+    success: bool
+    metadata: dict[str, object]
+    changes: list[Change]
+    error: str | None = None
+
+
+def reevaluate_history(store: EvidenceStore, *, force: bool = False) -> ReevaluationOutcome:
+    """Run the reevaluate_history job once on the evidence home's instance."""
+    from maml_evidence.definitions import defs
+    from maml_evidence.defs.policy import REEVALUATE_JOB
+
+    configure_dagster_home(store)
+    instance = dg.DagsterInstance.get()
+    job = defs.resolve_job_def(REEVALUATE_JOB)
+    run_config = {**QUIET_RUN_CONFIG, "ops": {"decision_reevaluation": {"config": {"force": force}}}}
+    result = job.execute_in_process(instance=instance, run_config=run_config, raise_on_error=False)
+    if not result.success:
+        return ReevaluationOutcome(result.run_id, False, {}, [], _failure_text(result))
+    materialization = result.asset_materializations_for_node("decision_reevaluation")[0]
+    metadata = {key: value.value for key, value in materialization.metadata.items()}
+    changes = latest_changes(store, str(metadata["policy_version"])) if metadata.get("decisions_changed") else []
+    return ReevaluationOutcome(result.run_id, True, metadata, changes)

@@ -2,12 +2,11 @@
 
 A check reports one result per spike run, also inside a run over many partitions: it yields one
 ``AssetCheckEvaluation`` per partition, pointed at that partition's latest materialization so the UI shows
-its status (see ``_target``). A deferral is a WARN carrying the decision and the failed check, not a crash.
+its status (see ``latest_materializations``). A deferral is a WARN carrying the decision and the failed check, not a crash.
 """
 
-
-import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import NamedTuple
 
 import dagster as dg
 from dagster._core.definitions.asset_checks.asset_check_evaluation import (
@@ -17,10 +16,10 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
 from maml_evidence.defs.assets import accuracy_metrics, adaptation_metrics, cost_metrics, decision_report
 from maml_evidence.defs.partitions import spike_runs
 from maml_evidence.defs.resources import EvidenceStoreResource
-from maml_evidence.store import Evaluation
+from maml_evidence.gate import Verdict
 
 
-def _targets(
+def latest_materializations(
     instance: dg.DagsterInstance, asset_key: dg.AssetKey, keys: Sequence[str]
 ) -> dict[str, AssetCheckEvaluationTargetMaterializationData]:
     """The latest materialization of each partition, which the UI ties a check result to.
@@ -45,80 +44,88 @@ def _targets(
         cursor = page.cursor
 
 
-def _condition_metadata(evaluation: Evaluation, check_name: str) -> dict[str, object]:
-    check = next(c for c in evaluation.verdict.checks if c.name == check_name)
-    metadata: dict[str, object] = {"reason": check.reason}
-    for c in check.conditions:
-        metadata[f"observed_{c.metric}"] = float(c.observed)
-        metadata[f"threshold_{c.threshold_key}"] = float(c.threshold)
-    metadata["decision"] = evaluation.verdict.decision
-    return metadata
+class GateCheck(NamedTuple):
+    """A Dagster check name, the asset it judges, and the core check it reports (None: the decision)."""
+
+    name: str
+    asset: dg.AssetsDefinition
+    core_check: str | None
+    description: str
 
 
-def _gate_check(name: str, asset: dg.AssetsDefinition, core_check: str | None, description: str) -> dg.AssetChecksDefinition:
-    asset_key = asset.key
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", category=dg.PreviewWarning)
-
-        @dg.asset_check(
-            name=name,
-            asset=asset,
-            partitions_def=spike_runs,
-            description=description,
-            blocking=False,
-        )
-        def _check(context: dg.AssetCheckExecutionContext, evidence: EvidenceStoreResource) -> Iterator[object]:
-            store = evidence.store()
-            keys = list(context.op_execution_context.partition_keys)
-            targets = _targets(context.instance, asset_key, keys)
-            for evaluation in store.evaluate(keys):
-                if core_check is None:
-                    verdict = evaluation.verdict
-                    passed = verdict.maml_recommended
-                    metadata: dict[str, object] = {
-                        "decision": verdict.decision,
-                        "failed_check": verdict.failed_check or "none",
-                        "reasons": "\n".join(verdict.reasons),
-                        "policy_version": evaluation.policy.version,
-                    }
-                else:
-                    passed = evaluation.verdict.flags()[core_check]
-                    metadata = _condition_metadata(evaluation, core_check)
-                yield dg.AssetCheckEvaluation(
-                    asset_key=asset_key,
-                    check_name=name,
-                    passed=passed,
-                    severity=dg.AssetCheckSeverity.WARN,
-                    metadata=metadata,
-                    partition=evaluation.spike_run_id,
-                    target_materialization_data=targets.get(evaluation.spike_run_id),
-                    description=description,
-                )
-            yield dg.Output(None)
-
-    return _check
-
-
-GATE_CHECKS = [
-    _gate_check(
-        "enough_projects", adaptation_metrics, "enough_projects", "At least min_projects projects are in both arms."
-    ),
-    _gate_check(
+GATE_CHECK_SPECS = (
+    GateCheck("enough_projects", adaptation_metrics, "enough_projects", "At least min_projects projects are in both arms."),
+    GateCheck(
         "adaptation_triggered",
         adaptation_metrics,
         "adaptation_triggered",
         "LoRA-only adaptation is slow enough (mean or max steps at or above the trigger) to need MAML.",
     ),
-    _gate_check(
-        "effectiveness",
-        adaptation_metrics,
-        "effectiveness_ok",
-        "MAML cuts mean steps to target by enough, absolutely and relatively.",
+    GateCheck(
+        "effectiveness", adaptation_metrics, "effectiveness_ok", "MAML cuts mean steps to target by enough, absolutely and relatively."
     ),
-    _gate_check(
-        "accuracy_guard", accuracy_metrics, "accuracy_ok", "MAML's mean final-accuracy regression is within the limit."
-    ),
-    _gate_check("cost_guard", cost_metrics, "cost_ok", "MAML's extra training overhead and GPU cost are within budget."),
-    _gate_check("maml_gate", decision_report, None, "Passes only when the gate's decision is enable_maml."),
-]
+    GateCheck("accuracy_guard", accuracy_metrics, "accuracy_ok", "MAML's mean final-accuracy regression is within the limit."),
+    GateCheck("cost_guard", cost_metrics, "cost_ok", "MAML's extra training overhead and GPU cost are within budget."),
+    GateCheck("maml_gate", decision_report, None, "Passes only when the gate's decision is enable_maml."),
+)
+
+
+def check_evaluation(
+    spec: GateCheck,
+    spike_run_id: str,
+    verdict: Verdict,
+    policy_version: str,
+    target: AssetCheckEvaluationTargetMaterializationData | None,
+) -> dg.AssetCheckEvaluation:
+    """One check's result for one spike run: observed values and thresholds as metadata, WARN when failing."""
+    metadata: dict[str, object] = {"decision": verdict.decision, "policy_version": policy_version}
+    if spec.core_check is None:
+        passed = verdict.maml_recommended
+        metadata["failed_check"] = verdict.failed_check or "none"
+        metadata["reasons"] = "\n".join(verdict.reasons)
+    else:
+        result = next(c for c in verdict.checks if c.name == spec.core_check)
+        passed = result.passed
+        metadata["reason"] = result.reason
+        for c in result.conditions:
+            metadata[f"observed_{c.metric}"] = float(c.observed)
+            metadata[f"threshold_{c.threshold_key}"] = float(c.threshold)
+    return dg.AssetCheckEvaluation(
+        asset_key=spec.asset.key,
+        check_name=spec.name,
+        passed=passed,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata=metadata,
+        partition=spike_run_id,
+        target_materialization_data=target,
+        description=spec.description,
+    )
+
+
+def _gate_check(spec: GateCheck) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        name=spec.name, asset=spec.asset, partitions_def=spike_runs, description=spec.description, blocking=False
+    )
+    def _check(context: dg.AssetCheckExecutionContext, evidence: EvidenceStoreResource) -> Iterator[object]:
+        store = evidence.store()
+        keys = list(context.op_execution_context.partition_keys)
+        targets = latest_materializations(context.instance, spec.asset.key, keys)
+        for e in store.evaluate(keys):
+            yield check_evaluation(spec, e.spike_run_id, e.verdict, e.policy.version, targets.get(e.spike_run_id))
+        yield dg.Output(None)
+
+    return _check
+
+
+def record_check_results(instance: dg.DagsterInstance, verdicts: Mapping[str, Verdict], policy_version: str) -> int:
+    """Re-record every gate check of these spike runs outside a run (after a re-evaluation changed them)."""
+    count = 0
+    for spec in GATE_CHECK_SPECS:
+        targets = latest_materializations(instance, spec.asset.key, list(verdicts))
+        for run_id, verdict in verdicts.items():
+            instance.report_runless_asset_event(check_evaluation(spec, run_id, verdict, policy_version, targets.get(run_id)))
+            count += 1
+    return count
+
+
+GATE_CHECKS = [_gate_check(spec) for spec in GATE_CHECK_SPECS]

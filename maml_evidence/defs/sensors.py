@@ -29,6 +29,7 @@ def _stamp(path: Path) -> str | None:
 def spike_inbox_sensor(context: dg.SensorEvaluationContext, evidence: EvidenceStoreResource) -> dg.SensorResult:
     """Each tick: files new or changed since the cursor are taken in; valid new spike runs get one run."""
     store = evidence.store()
+    store.policy()  # a broken thresholds.toml fails the tick loudly instead of evaluating under other thresholds
     seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
     stamps = {path: _stamp(path) for path in sorted(store.home.inbox.glob("*.json"))}
     changed = [path for path, stamp in stamps.items() if stamp is not None and seen.get(path.name) != stamp]

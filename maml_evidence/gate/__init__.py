@@ -1,6 +1,6 @@
 """The evidence gate: pure, standard-library-only domain code (no Dagster, pandas or DuckDB)."""
 
-from maml_evidence.gate.decision import CHECK_NAMES, CHECKS, DECISIONS, ENABLE, Verdict, judge
+from maml_evidence.gate.decision import CHECK_NAMES, CHECKS, DECISIONS, ENABLE, Verdict, flip_cause, judge
 from maml_evidence.gate.errors import PayloadValidationError, Problem
 from maml_evidence.gate.loading import load_payload_file, parse_payload_text
 from maml_evidence.gate.metrics import GateInputs, GateMetrics, compute_metrics
@@ -25,6 +25,7 @@ __all__ = [
     "compute_metrics",
     "evaluate_feasibility",
     "evaluate_payload",
+    "flip_cause",
     "judge",
     "load_payload_file",
     "merge_thresholds",

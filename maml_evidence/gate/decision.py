@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from maml_evidence.gate.record import Record
-
-
 from maml_evidence.gate.metrics import GateInputs, extra_gpu_cost_usd
+from maml_evidence.gate.record import Record
 from maml_evidence.gate.thresholds import Thresholds
 
 ENABLE = "enable_maml"
@@ -69,6 +67,18 @@ class Verdict(Record):
         """Failing checks in precedence order (the decisive one first); all checks when MAML is enabled."""
         failing = [check.reason for check in self.checks if not check.passed]
         return failing or [check.reason for check in self.checks]
+
+
+def flip_cause(old_failed: str | None, new_failed: str | None) -> str | None:
+    """The check that made a decision change: whichever of the old and new deciding checks comes first.
+
+    A check that newly fails (new_failed earlier) or newly passes (old_failed earlier) is what moved it.
+    """
+    if old_failed == new_failed:
+        return None
+    order = {name: index for index, name in enumerate(CHECK_NAMES)}
+    candidates = [c for c in (old_failed, new_failed) if c is not None]
+    return min(candidates, key=order.__getitem__)
 
 
 def fmt(value: float) -> str:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from maml_evidence.gate.record import Record
-
 import math
 
 from maml_evidence.gate.payload import RATIO, ArmRun, SpikePayload
+from maml_evidence.gate.record import Record
 
 
 class ProjectComparison(Record):

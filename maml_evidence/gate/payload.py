@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from maml_evidence.gate.record import Record
-
-
 from maml_evidence.gate.errors import Collector, PayloadValidationError
+from maml_evidence.gate.record import Record
 from maml_evidence.gate.thresholds import COST_PROFILE_KEYS, THRESHOLD_KEYS, check_overrides
 from maml_evidence.gate.values import number, text
 

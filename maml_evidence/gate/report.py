@@ -7,9 +7,10 @@ import sys
 from collections.abc import Mapping
 
 from maml_evidence.gate.decision import Verdict, fmt, judge, pct
+from maml_evidence.gate.errors import show
 from maml_evidence.gate.metrics import ArmSummary, GateMetrics, compute_metrics
 from maml_evidence.gate.payload import SpikePayload, validate_payload
-from maml_evidence.gate.thresholds import DEFAULT_GPU_HOUR_USD, THRESHOLD_KEYS, merge_thresholds
+from maml_evidence.gate.thresholds import THRESHOLD_KEYS, merge_thresholds, resolve_settings
 
 REPORT_VERSION = 1
 
@@ -33,19 +34,6 @@ def _arm(summary: ArmSummary) -> dict[str, object]:
     }
 
 
-def resolve_settings(
-    payload: SpikePayload, policy: Mapping[str, float | int] | None = None
-) -> tuple[dict[str, float | int], dict[str, str]]:
-    """Effective thresholds and price with the source of each value: default < policy < payload."""
-    values: dict[str, float | int] = {**merge_thresholds().as_dict(), "gpu_hour_usd": DEFAULT_GPU_HOUR_USD}
-    sources = dict.fromkeys(values, "default")
-    for origin, layer in (("policy", policy or {}), ("payload", {**payload.threshold_overrides, **payload.cost_overrides})):
-        for key, value in layer.items():
-            values[key] = value
-            sources[key] = origin
-    return values, sources
-
-
 def build_report(
     payload: SpikePayload,
     metrics: GateMetrics,
@@ -56,7 +44,9 @@ def build_report(
     """Assemble the report; every number a reader needs to see why the decision was made."""
     report: dict[str, object] = {}
     if "spike_run_id" in payload.extras:
-        report["spike_run_id"] = payload.extras["spike_run_id"]
+        run_id = payload.extras["spike_run_id"]
+        # Kept as given when it is text; anything else is shown as text so the report stays strict JSON.
+        report["spike_run_id"] = run_id if isinstance(run_id, str) else show(run_id)
     inputs = metrics.inputs
     report.update(
         {
@@ -130,7 +120,7 @@ def evaluate_payload(
 ) -> tuple[GateMetrics, Verdict, dict[str, object]]:
     """Metrics, verdict and report for an already validated payload."""
     metrics = compute_metrics(payload)
-    settings, sources = resolve_settings(payload, policy)
+    settings, sources = resolve_settings(policy, payload.threshold_overrides, payload.cost_overrides)
     thresholds = merge_thresholds({k: settings[k] for k in THRESHOLD_KEYS})
     verdict = judge(metrics.inputs, thresholds, float(settings["gpu_hour_usd"]))
     return metrics, verdict, build_report(payload, metrics, verdict, settings, sources)

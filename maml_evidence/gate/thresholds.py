@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from maml_evidence.gate.record import Record
-
 from collections.abc import Mapping
 
 from maml_evidence.gate.errors import Collector
+from maml_evidence.gate.record import Record
 from maml_evidence.gate.values import number
 
 
@@ -80,3 +79,19 @@ def merge_thresholds(*layers: Mapping[str, float | int]) -> Thresholds:
             if key in values:
                 values[key] = value
     return Thresholds(**values)
+
+
+def resolve_settings(
+    policy: Mapping[str, float | int] | None,
+    payload_thresholds: Mapping[str, float | int],
+    payload_cost: Mapping[str, float | int],
+) -> tuple[dict[str, float | int], dict[str, str]]:
+    """Effective thresholds and GPU price with each value's source: default < policy < payload."""
+    values: dict[str, float | int] = {**DEFAULT_THRESHOLDS.as_dict(), "gpu_hour_usd": DEFAULT_GPU_HOUR_USD}
+    sources = dict.fromkeys(values, "default")
+    for origin, layer in (("policy", policy or {}), ("payload", {**payload_thresholds, **payload_cost})):
+        for key, value in layer.items():
+            if key in values:
+                values[key] = value
+                sources[key] = origin
+    return values, sources

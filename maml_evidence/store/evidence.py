@@ -124,10 +124,30 @@ class EvidenceStore:
         ]
         return self.tables.write("cost_metrics", out, _ids(evaluations))
 
-    def write_decisions(self, evaluations: Sequence[Evaluation], trigger: str | None = None) -> None:
-        """Record decisions and checks, and write each spike run's report.json."""
+    def record_policy(self, policy: Policy) -> bool:
+        """Add the policy version to threshold_policies the first time it is used; True if it was new."""
+        marker = self.home.policies / f"{policy.version}.json"
+        if marker.exists():
+            return False
         now = datetime.now(UTC)
-        decisions, checks = [], []
+        row = {
+            "policy_version": policy.version,
+            "effective_policy": json.dumps(policy.effective, sort_keys=True),
+            "policy_keys_set": json.dumps(policy.values, sort_keys=True),
+            "source": policy.source,
+            "first_seen_at": now,
+        }
+        # The marker is written last: a crash in between records the version again, never loses it.
+        self.tables.write("threshold_policies", [row], [policy.version])
+        atomic_write_text(marker, json.dumps({**row, "first_seen_at": now.isoformat()}, indent=2))
+        return True
+
+    def write_decisions(self, evaluations: Sequence[Evaluation], trigger: str | None = None) -> None:
+        """Record decisions, checks and history, and write each spike run's report.json."""
+        now = datetime.now(UTC)
+        decisions, checks, history = [], [], []
+        for policy in {e.policy.version: e.policy for e in evaluations}.values():
+            self.record_policy(policy)
         for e in evaluations:
             e.report["evidence"]["evaluated_at"] = now.isoformat()  # type: ignore[index]
             atomic_write_text(
@@ -145,8 +165,22 @@ class EvidenceStore:
                 )
             )
             checks.extend(rows.check_rows(e.spike_run_id, e.verdict, now))
+            history.append(
+                rows.history_row(e.spike_run_id, e.revision.revision, e.verdict, e.policy.version, trigger or e.trigger, now)
+            )
+        self.tables.write("decision_history", history, _ids(evaluations))
         self.tables.write("gate_checks", checks, _ids(evaluations))
         self.tables.write("gate_decisions", decisions, _ids(evaluations))
+
+    def refresh_reports(self, spike_run_ids: Sequence[str], policy: Policy) -> None:
+        """Rewrite report.json and interpretation.md of these spike runs under ``policy`` (no table rows)."""
+        now = datetime.now(UTC).isoformat()
+        for e in self.evaluate(spike_run_ids, policy):
+            e.report["evidence"]["evaluated_at"] = now  # type: ignore[index]
+            e.report["evidence"]["trigger"] = REEVALUATION  # type: ignore[index]
+            folder = self.home.report_dir(e.spike_run_id)
+            atomic_write_text(folder / "report.json", json.dumps(e.report, indent=2) + "\n")
+            atomic_write_text(folder / "interpretation.md", render_interpretation(e.report))
 
     def write_interpretation(self, spike_run_id: str) -> tuple[Path, str]:
         """Render the stored report.json of a spike run as interpretation.md beside it."""

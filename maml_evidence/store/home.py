@@ -73,6 +73,10 @@ class EvidenceHome:
         return self.root / "thresholds.toml"
 
     @property
+    def policies(self) -> Path:
+        return self.root / "policies"
+
+    @property
     def locks(self) -> Path:
         return self.root / ".locks"
 
@@ -80,6 +84,6 @@ class EvidenceHome:
         return self.reports / check_spike_run_id(spike_run_id)
 
     def ensure(self) -> EvidenceHome:
-        for folder in (self.inbox, self.quarantine, self.payloads, self.reports, self.tables, self.locks):
+        for folder in (self.inbox, self.quarantine, self.payloads, self.reports, self.tables, self.policies, self.locks):
             folder.mkdir(parents=True, exist_ok=True)
         return self

@@ -149,3 +149,18 @@ def check_rows(run_id: str, verdict: Verdict, evaluated_at: datetime) -> list[Ro
             }
         )
     return rows
+
+
+def history_row(run_id: str, revision: int, verdict: Verdict, policy_version: str, trigger: str, at: datetime) -> Row:
+    flags = verdict.flags()
+    return {
+        "spike_run_id": run_id,
+        "revision": revision,
+        "policy_version": policy_version,
+        "decision": verdict.decision,
+        "maml_recommended": verdict.maml_recommended,
+        "failed_check": verdict.failed_check,
+        **{name: flags[name] for name in CHECK_NAMES},
+        "trigger": trigger,
+        "evaluated_at": at,
+    }

@@ -1,0 +1,173 @@
+"""Re-judging history in bulk when the threshold policy changes.
+
+The gate core's ``judge`` runs over the stored per-run metrics (no payload is re-read or re-validated), in
+one process, and the new decisions, checks, history and flips are written as one batch per table. Reports
+and interpretations are rewritten only for spike runs whose decision changed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from maml_evidence.gate import THRESHOLD_KEYS, GateInputs, Verdict, flip_cause, judge, merge_thresholds
+from maml_evidence.gate.thresholds import resolve_settings
+from maml_evidence.policy import Policy
+from maml_evidence.store import rows
+from maml_evidence.store.catalog import query
+from maml_evidence.store.evidence import REEVALUATION, EvidenceStore
+
+GATE_INPUTS_SQL = """
+SELECT d.spike_run_id, d.policy_version, d.decision, d.failed_check, r.revision,
+       a.common_project_count, a.baseline_mean_steps, a.baseline_max_steps,
+       a.mean_step_reduction, a.relative_step_reduction, acc.mean_accuracy_regression_pp,
+       c.extra_training_minutes, c.training_overhead_pct, r.payload_thresholds, r.payload_cost_profile
+FROM gate_decisions d
+JOIN spike_runs r USING (spike_run_id)
+JOIN adaptation_summary a USING (spike_run_id)
+JOIN accuracy_summary acc USING (spike_run_id)
+JOIN cost_metrics c USING (spike_run_id)
+ORDER BY d.spike_run_id
+"""
+
+
+@dataclass(frozen=True)
+class Change:
+    spike_run_id: str
+    from_decision: str
+    to_decision: str
+    cause_check: str | None
+    cause_detail: str
+
+
+@dataclass
+class ReevaluationResult:
+    """What a re-evaluation did; ``timings`` in seconds per phase."""
+
+    policy: Policy
+    previous_versions: list[str]
+    evaluated: int
+    changes: list[Change]
+    decision_mix: dict[str, int]
+    skipped_reason: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    changed_verdicts: dict[str, Verdict] = field(default_factory=dict)
+
+
+def stale_policy_versions(store: EvidenceStore, policy: Policy) -> list[str]:
+    """Policy versions of current decisions that differ from ``policy`` (empty: history is up to date)."""
+    connection = store.connect()
+    try:
+        found = query(connection, "SELECT DISTINCT policy_version FROM gate_decisions").fetchall()
+    finally:
+        connection.close()
+    return sorted(v for (v,) in found if v != policy.version)
+
+
+def _settings(policy: Policy, payload_thresholds: str, payload_cost: str):  # noqa: ANN202 - internal tuple
+    values, sources = resolve_settings(policy.values, json.loads(payload_thresholds or "{}"), json.loads(payload_cost or "{}"))
+    thresholds = merge_thresholds({key: values[key] for key in THRESHOLD_KEYS})
+    return thresholds, thresholds.as_dict(), float(values["gpu_hour_usd"]), sources
+
+
+def reevaluate(
+    store: EvidenceStore, policy: Policy | None = None, *, force: bool = False, refresh_reports: bool = True
+) -> ReevaluationResult:
+    """Re-judge every stored spike run under ``policy`` (default: the policy file in force)."""
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    policy = policy if policy is not None else store.policy()
+    connection = store.connect()
+    try:
+        records = query(connection, GATE_INPUTS_SQL).fetchall()
+    finally:
+        connection.close()
+    timings["read"] = time.perf_counter() - started
+    previous = sorted({r[1] for r in records if r[1] != policy.version})
+    if not force and not previous:
+        return ReevaluationResult(
+            policy, [], 0, [], {}, skipped_reason=f"every stored decision already uses policy {policy.version}"
+        )
+
+    t0 = time.perf_counter()
+    now = datetime.now(UTC)
+    cache: dict[tuple[str, str], tuple] = {}
+    decisions, checks, history, change_rows = [], [], [], []
+    changes: list[Change] = []
+    changed_verdicts: dict[str, Verdict] = {}
+    mix: dict[str, int] = {}
+    for (run_id, old_version, old_decision, old_failed, revision, count, b_mean, b_max, reduction, relative,
+         regression, extra, overhead, payload_thresholds, payload_cost) in records:  # fmt: skip
+        key = (payload_thresholds, payload_cost)
+        settings = cache.get(key)
+        if settings is None:
+            settings = cache[key] = _settings(policy, payload_thresholds, payload_cost)
+        thresholds, threshold_values, price, sources = settings
+        inputs = GateInputs(count, b_mean, b_max, reduction, relative, regression, extra, overhead)
+        verdict = judge(inputs, thresholds, price)
+        mix[verdict.decision] = mix.get(verdict.decision, 0) + 1
+        decisions.append(
+            rows.decision_row(run_id, verdict, threshold_values, sources, policy.version, REEVALUATION, now)
+        )
+        checks.extend(rows.check_rows(run_id, verdict, now))
+        history.append(rows.history_row(run_id, revision, verdict, policy.version, REEVALUATION, now))
+        if verdict.decision != old_decision:
+            cause = flip_cause(old_failed, verdict.failed_check)
+            detail = next((c.reason for c in verdict.checks if c.name == cause), "")
+            changes.append(Change(run_id, old_decision, verdict.decision, cause, detail))
+            changed_verdicts[run_id] = verdict
+            change_rows.append(
+                {
+                    "spike_run_id": run_id,
+                    "from_policy_version": old_version,
+                    "to_policy_version": policy.version,
+                    "from_decision": old_decision,
+                    "to_decision": verdict.decision,
+                    "cause_check": cause,
+                    "cause_detail": detail,
+                    "changed_at": now,
+                }
+            )
+    timings["judge"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    ids = [r[0] for r in records]
+    store.record_policy(policy)
+    tables = store.tables
+    tables.write("decision_history", history, ids, compact=False)
+    if change_rows:
+        tables.write("decision_changes", change_rows, [c.spike_run_id for c in changes], compact=False)
+    tables.write("gate_checks", checks, ids, compact=False)
+    tables.write("gate_decisions", decisions, ids, compact=False)
+    timings["write"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    for table in ("decision_history", "decision_changes", "gate_checks", "gate_decisions"):
+        tables.compact_if_needed(table, threshold=1)
+    timings["compact"] = time.perf_counter() - t0
+
+    if refresh_reports and changes:
+        t0 = time.perf_counter()
+        changed_ids = [c.spike_run_id for c in changes]
+        store.refresh_reports(changed_ids, policy)
+        timings["reports"] = time.perf_counter() - t0
+    timings["total"] = time.perf_counter() - started
+    return ReevaluationResult(policy, previous, len(records), changes, mix, timings=timings, changed_verdicts=changed_verdicts)
+
+
+def latest_changes(store: EvidenceStore, policy_version: str) -> list[Change]:
+    """The flips recorded by the most recent re-evaluation into ``policy_version``."""
+    connection = store.connect()
+    try:
+        found = query(
+            connection,
+            "SELECT spike_run_id, from_decision, to_decision, cause_check, cause_detail FROM decision_changes "
+            "WHERE to_policy_version = ? AND changed_at = (SELECT max(changed_at) FROM decision_changes "
+            "WHERE to_policy_version = ?) ORDER BY spike_run_id",
+            [policy_version, policy_version],
+        ).fetchall()
+    finally:
+        connection.close()
+    return [Change(*row) for row in found]
