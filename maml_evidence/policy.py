@@ -12,6 +12,7 @@ import hashlib
 import json
 import tomllib
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from maml_evidence.gate import DEFAULT_GPU_HOUR_USD, THRESHOLD_KEYS, PayloadValidationError, Problem, merge_thresholds
@@ -42,11 +43,11 @@ class Policy:
     values: dict[str, float | int] = field(default_factory=dict)
     source: str = "defaults (no thresholds.toml)"
 
-    @property
+    @cached_property
     def version(self) -> str:
         return policy_version(self.values)
 
-    @property
+    @cached_property
     def effective(self) -> dict[str, float | int]:
         return effective_policy(self.values)
 

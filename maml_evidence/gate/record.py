@@ -25,6 +25,9 @@ class Record:
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         fields = self._fields
+        if not kwargs and len(args) == len(fields):  # the common, fast path: every field positionally
+            object.__setattr__(self, "__dict__", dict(zip(fields, args)))
+            return
         if len(args) > len(fields):
             raise TypeError(f"{type(self).__name__} takes {len(fields)} fields, got {len(args)} positional values")
         values = dict(zip(fields, args))

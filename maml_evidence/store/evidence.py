@@ -158,7 +158,7 @@ class EvidenceStore:
                     e.spike_run_id,
                     e.verdict,
                     e.report["thresholds"],  # type: ignore[arg-type]
-                    {**e.report["threshold_sources"], "gpu_hour_usd": e.report["cost"]["assumptions"]["gpu_hour_usd_source"]},  # type: ignore[index,dict-item]
+                    sources_json(e.report),
                     e.policy.version,
                     trigger or e.trigger,
                     now,
@@ -216,6 +216,12 @@ class EvidenceStore:
             return json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise StoreError(f"spike run {spike_run_id!r} has no report yet ({path})") from None
+
+
+def sources_json(report: dict[str, object]) -> str:
+    """Per threshold key and the GPU price: where its value came from (default, policy or payload), as JSON."""
+    sources = {**report["threshold_sources"], "gpu_hour_usd": report["cost"]["assumptions"]["gpu_hour_usd_source"]}  # type: ignore[dict-item,index]
+    return json.dumps(sources, sort_keys=True)
 
 
 def _ids(evaluations: Sequence[Evaluation]) -> list[str]:

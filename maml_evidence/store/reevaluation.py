@@ -69,7 +69,7 @@ def stale_policy_versions(store: EvidenceStore, policy: Policy) -> list[str]:
 def _settings(policy: Policy, payload_thresholds: str, payload_cost: str):  # noqa: ANN202 - internal tuple
     values, sources = resolve_settings(policy.values, json.loads(payload_thresholds or "{}"), json.loads(payload_cost or "{}"))
     thresholds = merge_thresholds({key: values[key] for key in THRESHOLD_KEYS})
-    return thresholds, thresholds.as_dict(), float(values["gpu_hour_usd"]), sources
+    return thresholds, thresholds.as_dict(), float(values["gpu_hour_usd"]), json.dumps(sources, sort_keys=True)
 
 
 def reevaluate(
@@ -93,6 +93,7 @@ def reevaluate(
 
     t0 = time.perf_counter()
     now = datetime.now(UTC)
+    version = policy.version
     cache: dict[tuple[str, str], tuple] = {}
     decisions, checks, history, change_rows = [], [], [], []
     changes: list[Change] = []
@@ -109,10 +110,10 @@ def reevaluate(
         verdict = judge(inputs, thresholds, price)
         mix[verdict.decision] = mix.get(verdict.decision, 0) + 1
         decisions.append(
-            rows.decision_row(run_id, verdict, threshold_values, sources, policy.version, REEVALUATION, now)
+            rows.decision_row(run_id, verdict, threshold_values, sources, version, REEVALUATION, now)
         )
         checks.extend(rows.check_rows(run_id, verdict, now))
-        history.append(rows.history_row(run_id, revision, verdict, policy.version, REEVALUATION, now))
+        history.append(rows.history_row(run_id, revision, verdict, version, REEVALUATION, now))
         if verdict.decision != old_decision:
             cause = flip_cause(old_failed, verdict.failed_check)
             detail = next((c.reason for c in verdict.checks if c.name == cause), "")
@@ -122,7 +123,7 @@ def reevaluate(
                 {
                     "spike_run_id": run_id,
                     "from_policy_version": old_version,
-                    "to_policy_version": policy.version,
+                    "to_policy_version": version,
                     "from_decision": old_decision,
                     "to_decision": verdict.decision,
                     "cause_check": cause,
@@ -145,7 +146,7 @@ def reevaluate(
 
     t0 = time.perf_counter()
     for table in ("decision_history", "decision_changes", "gate_checks", "gate_decisions"):
-        tables.compact_if_needed(table, threshold=1)
+        tables.compact_if_needed(table)
     timings["compact"] = time.perf_counter() - t0
 
     if refresh_reports and changes:

@@ -1,0 +1,312 @@
+"""Property tests: valid payloads always give a report; bad ones only ever raise the validation error;
+decisions do not depend on project order or on how the accuracy scale is written."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from maml_evidence import PayloadValidationError, evaluate_feasibility
+from maml_evidence.gate import CHECK_NAMES, DECISIONS, THRESHOLD_KEYS, parse_payload_text
+from maml_evidence_tests.gate.conftest import minimal_payload, strict_json
+
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+# --- strategies ---------------------------------------------------------------------------------
+
+NAMES = [f"project-{c}" for c in "abcdefgh"] + ["Projekt Ü", "项目", "x" * 40]
+finite = st.floats(min_value=0, allow_nan=False, allow_infinity=False)
+steps = st.one_of(st.integers(0, 10**6), finite, st.floats(0, 50, allow_nan=False))
+minutes = st.one_of(st.floats(0, 10_000, allow_nan=False), finite, st.integers(0, 10**9))
+positive_minutes = minutes.filter(lambda m: m > 0)
+
+
+@st.composite
+def accuracy_values(draw, scale: str) -> st.SearchStrategy[float]:
+    if scale in ("ratio", "inferred_ratio"):
+        return draw(st.floats(0, 1))
+    if scale == "inferred_pp":
+        return draw(st.floats(1, 100, exclude_min=True))
+    return draw(st.floats(0, 100))  # declared percentage points: anything in [0, 100]
+
+
+@st.composite
+def arms(draw, scale: str, names: list[str]) -> list[dict]:
+    out = []
+    for name in names:
+        entry = {"project": name, "steps_to_target": draw(steps), "target_accuracy": draw(accuracy_values(scale))}
+        if draw(st.booleans()):
+            entry["final_accuracy"] = draw(accuracy_values(scale))
+        out.append(entry)
+    return out
+
+
+threshold_values = {
+    "min_projects": st.integers(0, 12),
+    "min_relative_step_reduction": st.floats(0, 1),
+}
+
+
+@st.composite
+def valid_payloads(draw, scales=("inferred_ratio", "inferred_pp", "ratio", "percentage_points")) -> dict:
+    scale = draw(st.sampled_from(scales))
+    base_names = draw(st.lists(st.sampled_from(NAMES), unique=True, max_size=8))
+    cand_names = draw(st.lists(st.sampled_from(NAMES), unique=True, max_size=8))
+    baseline: dict = {"per_project_adaptation": draw(arms(scale, base_names)), "train_minutes": draw(positive_minutes)}
+    candidate: dict = {"per_project_adaptation": draw(arms(scale, cand_names)), "train_minutes": draw(minutes)}
+    if draw(st.booleans()):
+        candidate["meta_train_minutes"] = draw(minutes)
+    if draw(st.booleans()):
+        baseline["meta_train_minutes"] = draw(minutes)
+    if draw(st.booleans()):
+        baseline["label"] = draw(st.text(min_size=1).filter(str.strip))
+    payload: dict = {"baseline": baseline, "candidate": candidate}
+    if scale in ("ratio", "percentage_points"):
+        payload["score_scale"] = scale
+    if draw(st.booleans()):
+        keys = draw(st.lists(st.sampled_from(THRESHOLD_KEYS), unique=True))
+        payload["thresholds"] = {k: draw(threshold_values.get(k, st.one_of(finite, st.floats(0, 100)))) for k in keys}
+    if draw(st.booleans()):
+        payload["cost_profile"] = {"gpu_hour_usd": draw(st.one_of(finite, st.floats(0, 10)))}
+    if draw(st.booleans()):
+        payload["spike_run_id"] = draw(st.text())
+    return payload
+
+
+json_scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=20),
+    st.sampled_from(["ratio", "percentage_points", "project-a", "", "min_projects", "gpu_hour_usd"]),
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda children: st.one_of(
+        st.lists(children, max_size=4),
+        st.dictionaries(
+            st.one_of(
+                st.text(max_size=10),
+                st.sampled_from(
+                    ["baseline", "candidate", "per_project_adaptation", "project", "steps_to_target",
+                     "target_accuracy", "final_accuracy", "train_minutes", "meta_train_minutes", "thresholds",
+                     "cost_profile", "score_scale", "label", *THRESHOLD_KEYS]
+                ),
+            ),
+            children,
+            max_size=5,
+        ),
+    ),
+    max_leaves=20,
+)
+
+
+def evaluate_or_validation_error(value: object) -> dict | None:
+    """The report, or None for a PayloadValidationError; any other exception fails the test."""
+    try:
+        report = evaluate_feasibility(value)
+    except PayloadValidationError as exc:
+        assert exc.problems, "a validation error must carry at least one problem"
+        assert all(isinstance(p.path, str) and p.message for p in exc.problems)
+        return None
+    assert report["decision"] in DECISIONS
+    return report
+
+
+def locations(node: object, out: list | None = None) -> list[tuple[object, object]]:
+    """Every (container, key) slot in a JSON document."""
+    out = [] if out is None else out
+    if isinstance(node, dict):
+        for key, child in node.items():
+            out.append((node, key))
+            locations(child, out)
+    elif isinstance(node, list):
+        for index, child in enumerate(node):
+            out.append((node, index))
+            locations(child, out)
+    return out
+
+
+# --- properties ----------------------------------------------------------------------------------
+
+
+@SETTINGS
+@given(valid_payloads())
+def test_valid_payloads_never_raise_and_give_a_strict_json_report(payload):
+    before = copy.deepcopy(payload)
+    report = evaluate_feasibility(payload)
+    assert payload == before
+    assert report["decision"] in DECISIONS
+    assert set(report["checks"]) == set(CHECK_NAMES)
+    first_failing = next((name for name in CHECK_NAMES if not report["checks"][name]), None)
+    assert report["failed_check"] == first_failing
+    assert report["maml_recommended"] is (first_failing is None)
+    json.loads(strict_json(report))  # no NaN or Infinity, whatever the numbers
+    alignment = report["project_alignment"]
+    assert alignment["common_project_count"] == len(alignment["common_projects"])
+    assert set(alignment["common_projects"]).isdisjoint(alignment["baseline_only_projects"])
+    assert len(alignment["common_projects"]) + len(alignment["baseline_only_projects"]) == len(
+        payload["baseline"]["per_project_adaptation"]
+    )
+
+
+@SETTINGS
+@given(valid_payloads())
+def test_valid_payloads_round_trip_through_json_text(payload):
+    text = json.dumps(payload, ensure_ascii=False)
+    assert evaluate_feasibility(parse_payload_text(text.encode("utf-8"))) == evaluate_feasibility(payload)
+
+
+@SETTINGS
+@given(json_values)
+def test_arbitrary_json_values_raise_only_the_validation_error(value):
+    evaluate_or_validation_error(value)
+
+
+@SETTINGS
+@given(json_values.map(lambda v: {"baseline": v, "candidate": v}))
+def test_arbitrary_arms_raise_only_the_validation_error(value):
+    evaluate_or_validation_error(value)
+
+
+@SETTINGS
+@given(valid_payloads(), st.data())
+def test_mutated_valid_payloads_raise_only_the_validation_error(payload, data):
+    slots = locations(payload)
+    container, key = data.draw(st.sampled_from(slots))
+    action = data.draw(st.sampled_from(["replace", "delete", "insert"]))
+    if action == "replace":
+        container[key] = data.draw(json_values)
+    elif action == "delete":
+        del container[key]
+    elif isinstance(container, dict):
+        container[data.draw(st.text(max_size=12))] = data.draw(json_values)
+    else:
+        container.insert(key, data.draw(json_values))
+    evaluate_or_validation_error(payload)
+
+
+@SETTINGS
+@given(st.binary(max_size=200))
+def test_arbitrary_bytes_raise_only_the_validation_error(data):
+    try:
+        value = parse_payload_text(data)
+    except PayloadValidationError:
+        return
+    evaluate_or_validation_error(value)
+
+
+@SETTINGS
+@given(st.data())
+def test_corrupted_payload_text_raises_only_the_validation_error(data):
+    text = json.dumps(minimal_payload()).encode("utf-8")
+    start = data.draw(st.integers(0, len(text)))
+    end = data.draw(st.integers(start, min(len(text), start + 20)))
+    text = text[:start] + data.draw(st.binary(max_size=8)) + text[end:]
+    try:
+        value = parse_payload_text(text)
+    except PayloadValidationError:
+        return
+    evaluate_or_validation_error(value)
+
+
+@SETTINGS
+@given(valid_payloads(), st.data())
+def test_a_negative_number_anywhere_numeric_is_rejected_with_its_path(payload, data):
+    numeric = [
+        (container, key) for container, key in locations(payload)
+        if isinstance(container[key], (int, float)) and not isinstance(container[key], bool)
+        and key != "spike_run_id"
+    ]
+    assume(numeric)
+    container, key = data.draw(st.sampled_from(numeric))
+    container[key] = -data.draw(st.floats(min_value=1e-9, max_value=1e9))
+    try:
+        evaluate_feasibility(payload)
+    except PayloadValidationError as exc:
+        suffix = f"[{key}]" if isinstance(key, int) else f".{key}"
+        assert any(p.path.endswith(suffix) for p in exc.problems), exc.problems
+    else:
+        raise AssertionError(f"negative value at {key!r} was accepted")
+
+
+def _shuffled(data, items: list) -> list:
+    return data.draw(st.permutations(items))
+
+
+@SETTINGS
+@given(valid_payloads(), st.data())
+def test_decision_is_invariant_to_project_order(payload, data):
+    report = evaluate_feasibility(payload)
+    shuffled = copy.deepcopy(payload)
+    for arm in data.draw(st.sampled_from([("baseline",), ("candidate",), ("baseline", "candidate")])):
+        shuffled[arm]["per_project_adaptation"] = _shuffled(data, shuffled[arm]["per_project_adaptation"])
+    again = evaluate_feasibility(shuffled)
+    assert again["decision"] == report["decision"]
+    assert again["checks"] == report["checks"]
+    assert again["reasons"] == report["reasons"]
+    for section in ("baseline", "candidate", "cost"):
+        assert again[section] == report[section]
+    for key in ("mean_step_reduction", "relative_step_reduction", "mean_accuracy_regression_pp"):
+        assert again["comparison"][key] == report["comparison"][key]
+    assert sorted(again["project_alignment"]["common_projects"]) == sorted(
+        report["project_alignment"]["common_projects"]
+    )
+
+
+@SETTINGS
+@given(valid_payloads(scales=("inferred_ratio", "ratio")))
+def test_ratio_times_100_with_declared_percentage_points_gives_the_same_decision(payload):
+    report = evaluate_feasibility(payload)
+    assert report["score_scale"] == "ratio_to_percentage_points" or not any(
+        payload[arm]["per_project_adaptation"] for arm in ("baseline", "candidate")
+    )
+    scaled = copy.deepcopy(payload)
+    scaled["score_scale"] = "percentage_points"
+    for arm in ("baseline", "candidate"):
+        for entry in scaled[arm]["per_project_adaptation"]:
+            for key in ("target_accuracy", "final_accuracy"):
+                if key in entry:
+                    entry[key] = entry[key] * 100
+    again = evaluate_feasibility(scaled)
+    assert again["score_scale"] == "percentage_points"
+    assert again["decision"] == report["decision"]
+    assert again["checks"] == report["checks"]
+    assert again["comparison"] == report["comparison"]
+    assert again["baseline"]["mean_final_accuracy_pp"] == report["baseline"]["mean_final_accuracy_pp"]
+
+
+@SETTINGS
+@given(st.floats(0.01, 1e6), st.floats(0, 1e6), st.floats(0, 1e6), st.floats(0, 1e4))
+def test_cost_model_matches_the_spec_formulas(baseline_train, candidate_train, meta, price):
+    payload = minimal_payload()
+    payload["baseline"]["train_minutes"] = baseline_train
+    payload["candidate"]["train_minutes"] = candidate_train
+    payload["candidate"]["meta_train_minutes"] = meta
+    payload["cost_profile"] = {"gpu_hour_usd": price}
+    cost = evaluate_feasibility(payload)["cost"]
+    extra = max(0.0, (candidate_train + meta) - baseline_train)
+    assert math.isclose(cost["extra_training_minutes"], extra, rel_tol=1e-9, abs_tol=1e-4)
+    assert math.isclose(cost["training_overhead_pct"], extra / baseline_train * 100, rel_tol=1e-9, abs_tol=1e-4)
+    assert math.isclose(cost["extra_gpu_cost_usd_per_run"], extra / 60 * price, rel_tol=1e-9, abs_tol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["baseline_tiny", "minutes_huge", "steps_huge", "candidate_slower_than_tiny_baseline"])
+def test_absurd_but_valid_numbers_still_give_strict_json(kind):
+    payload = minimal_payload()
+    if kind == "baseline_tiny":
+        payload["baseline"]["train_minutes"] = 5e-324
+    elif kind == "minutes_huge":
+        payload["candidate"]["train_minutes"] = payload["candidate"]["meta_train_minutes"] = 1.7e308
+        payload["cost_profile"] = {"gpu_hour_usd": 0.0}
+    elif kind == "steps_huge":
+        for entry in payload["baseline"]["per_project_adaptation"]:
+            entry["steps_to_target"] = 1.7e308
+    else:
+        for entry in payload["baseline"]["per_project_adaptation"]:
+            entry["steps_to_target"] = 5e-324
+    report = evaluate_feasibility(payload)
+    json.loads(strict_json(report))
+    assert report["decision"] in DECISIONS
