@@ -187,8 +187,47 @@ def run_sql(args: argparse.Namespace) -> int:
         result = run_query(store.home, args.query)
     except StoreError as exc:
         raise CommandError(str(exc)) from None
+    for warning in result.warnings:
+        sys.stderr.write(f"warning: {warning}\n")
     sys.stdout.write(render(result.columns, result.rows, args.format))
     return EXIT_OK
+
+
+def run_doctor(args: argparse.Namespace) -> int:
+    """Report damaged or missing evidence; with --repair set damage aside and rebuild from stored payloads."""
+    from maml_evidence.store.doctor import diagnose, set_aside
+
+    store = _store(args)
+    diagnosis = diagnose(store)
+    for finding in diagnosis.findings:
+        print(finding)
+    if not diagnosis.findings:
+        print(f"ok: {store.home.root} is healthy ({len(store.registry.known_ids())} spike runs)")
+        return EXIT_OK
+    if not args.repair:
+        print("run `maml-evidence doctor --repair` to set damaged files aside and rebuild the affected spike runs")
+        return EXIT_NOT_ENABLED if diagnosis.errors or diagnosis.unevaluated else EXIT_OK
+    import dagster as dg
+
+    from maml_evidence.headless import configure_dagster_home, evaluate_partitions
+
+    rebuild = set_aside(store, diagnosis)
+    if rebuild:
+        configure_dagster_home(store)
+        instance = dg.DagsterInstance.get()
+        known = set(instance.get_dynamic_partitions("spike_runs"))
+        missing = [run_id for run_id in rebuild if run_id not in known]
+        if missing:
+            instance.add_dynamic_partitions("spike_runs", missing)
+        runs = evaluate_partitions(instance, rebuild)
+        print(f"rebuilt {len(rebuild)} spike runs from their stored payloads in {len(runs)} run(s)")
+        if not all(run.success for run in runs):
+            sys.stderr.write("error: some rebuild runs failed: " + "; ".join(r.error or "" for r in runs if not r.success) + "\n")
+            return EXIT_NOT_ENABLED
+    remaining = diagnose(store)
+    for finding in remaining.findings:
+        print(f"still: {finding}")
+    return EXIT_NOT_ENABLED if remaining.errors or remaining.unevaluated else EXIT_OK
 
 
 def run_dev(args: argparse.Namespace) -> int:
@@ -262,6 +301,15 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument("query", help='e.g. "SELECT decision, count(*) FROM gate_decisions GROUP BY ALL"')
     sql.add_argument("--format", choices=("table", "csv", "json", "markdown"), default="table")
     sql.set_defaults(handler=run_sql)
+
+    doctor = commands.add_parser(
+        "doctor",
+        parents=[home],
+        formatter_class=_formatter,
+        help="find damaged or missing evidence; --repair sets it aside and rebuilds it from the stored payloads",
+    )
+    doctor.add_argument("--repair", action="store_true", help="move damaged files to damaged/ and re-evaluate")
+    doctor.set_defaults(handler=run_doctor)
 
     dev = commands.add_parser(
         "dev", parents=[home], formatter_class=_formatter, help="start the Dagster UI and daemon on the evidence home"

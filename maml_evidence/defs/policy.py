@@ -43,6 +43,10 @@ def decision_reevaluation(
         "decision_mix": dg.MetadataValue.json(result.decision_mix),
         "timings_seconds": dg.MetadataValue.json({k: round(v, 3) for k, v in result.timings.items()}),
     }
+    if result.damaged:
+        metadata["damaged_files_skipped"] = dg.MetadataValue.md("\n".join(f"- {d}" for d in result.damaged))
+        for damage in result.damaged:
+            context.log.warning(f"skipped {damage}; run `maml-evidence doctor --repair`")
     if result.skipped_reason:
         metadata["skipped"] = result.skipped_reason
     if result.changes:

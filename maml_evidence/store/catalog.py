@@ -16,7 +16,7 @@ import duckdb
 from maml_evidence.store.files import atomic_write_text, file_lock
 from maml_evidence.store.home import EvidenceHome, StoreError
 from maml_evidence.store.schema import TABLES
-from maml_evidence.store.tables import ParquetTables, view_sql
+from maml_evidence.store.tables import Damage, ParquetTables, view_sql
 
 CATALOG_VERSION = 1
 MARKER = "evidence.catalog.json"
@@ -65,11 +65,18 @@ def _read_marker(path) -> object:  # noqa: ANN001
         return None
 
 
-def memory_connection(home: EvidenceHome) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with the store's views; holds no lock on any file."""
+def memory_connection(home: EvidenceHome, damaged: list[Damage] | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with the store's views over its readable files; holds no lock on any file.
+
+    Damaged files are left out (so every other spike run stays queryable) and appended to ``damaged``.
+    """
+    tables = ParquetTables(home)
     connection = duckdb.connect()
-    for name, select in view_definitions(home).items():
-        connection.execute(f"CREATE VIEW {name} AS {select}")
+    for name, table in TABLES.items():
+        healthy, broken = tables.scan(name)
+        if damaged is not None:
+            damaged.extend(broken)
+        connection.execute(f"CREATE VIEW {name} AS {view_sql(table, healthy)}")
     return connection
 
 

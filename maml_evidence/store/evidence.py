@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,9 +27,10 @@ from maml_evidence.store.catalog import ensure_store, memory_connection, query
 from maml_evidence.store.files import atomic_write_bytes, atomic_write_text
 from maml_evidence.store.home import EvidenceHome, StoreError
 from maml_evidence.store.registry import PayloadRegistry, Revision
-from maml_evidence.store.tables import ParquetTables
+from maml_evidence.store.tables import Damage, ParquetTables
 
 INGEST, REPLACE, REEVALUATION = "ingest", "replace", "re-evaluation"
+LOG = logging.getLogger("maml_evidence")
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,7 @@ class EvidenceStore:
         self.home = EvidenceHome(root)
         self.tables = ParquetTables(self.home)
         self.registry = PayloadRegistry(self.home)
+        self.last_damage: list[Damage] = []
 
     def ensure(self) -> EvidenceStore:
         ensure_store(self.home)
@@ -191,9 +194,17 @@ class EvidenceStore:
 
     # -- reading ------------------------------------------------------------------------------------------
     def connect(self) -> duckdb.DuckDBPyConnection:
-        """An in-memory DuckDB connection with every view (no lock on evidence.duckdb)."""
+        """An in-memory DuckDB connection with every view (no lock on evidence.duckdb).
+
+        Damaged table files are skipped with a warning naming the file and its spike runs (``last_damage``).
+        """
         self.ensure()
-        return memory_connection(self.home)
+        damaged: list[Damage] = []
+        connection = memory_connection(self.home, damaged)
+        self.last_damage = damaged
+        for damage in damaged:
+            LOG.warning("skipped %s; run `maml-evidence doctor --repair`", damage.describe())
+        return connection
 
     def decisions(self, spike_run_ids: Sequence[str] | None = None) -> dict[str, dict[str, object]]:
         """Current gate_decisions rows keyed by spike run."""

@@ -54,6 +54,7 @@ class ReevaluationResult:
     skipped_reason: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
     changed_verdicts: dict[str, Verdict] = field(default_factory=dict)
+    damaged: list[str] = field(default_factory=list)
 
 
 def stale_policy_versions(store: EvidenceStore, policy: Policy) -> list[str]:
@@ -84,11 +85,18 @@ def reevaluate(
         records = query(connection, GATE_INPUTS_SQL).fetchall()
     finally:
         connection.close()
+    damaged = [d.describe() for d in store.last_damage]
     timings["read"] = time.perf_counter() - started
     previous = sorted({r[1] for r in records if r[1] != policy.version})
     if not force and not previous:
         return ReevaluationResult(
-            policy, [], 0, [], {}, skipped_reason=f"every stored decision already uses policy {policy.version}"
+            policy,
+            [],
+            0,
+            [],
+            {},
+            skipped_reason=f"every stored decision already uses policy {policy.version}",
+            damaged=damaged,
         )
 
     t0 = time.perf_counter()
@@ -155,7 +163,7 @@ def reevaluate(
         store.refresh_reports(changed_ids, policy)
         timings["reports"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - started
-    return ReevaluationResult(policy, previous, len(records), changes, mix, timings=timings, changed_verdicts=changed_verdicts)
+    return ReevaluationResult(policy, previous, len(records), changes, mix, timings=timings, changed_verdicts=changed_verdicts, damaged=damaged)
 
 
 def latest_changes(store: EvidenceStore, policy_version: str) -> list[Change]:

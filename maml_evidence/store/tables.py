@@ -14,17 +14,19 @@ import os
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from maml_evidence.store.files import file_lock
+from maml_evidence.store.files import atomic_write_text, file_lock
 from maml_evidence.store.home import EvidenceHome, StoreError
 from maml_evidence.store.schema import BATCH_COLUMN, PRESENT_COLUMN, TABLES, TableDef
 
 COMPACT_AFTER_FILES = 16
 SCHEMA_FILE = "_schema.parquet"
+KEYS_SUFFIX = ".keys"
 
 
 def new_batch_id() -> str:
@@ -36,9 +38,13 @@ def _sql_str(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def view_sql(table: TableDef, directory: Path) -> str:
-    """The SELECT behind a table's view: newest batch per spike run, placeholders dropped."""
-    source = f"read_parquet({_sql_str(str(directory / '*.parquet'))}, union_by_name = true)"
+def view_sql(table: TableDef, files: Path | Sequence[Path]) -> str:
+    """The SELECT behind a table's view (over a folder's glob or a file list): newest batch per key, no placeholders."""
+    if isinstance(files, Path):
+        listed = _sql_str(str(files / "*.parquet"))
+    else:
+        listed = "[" + ", ".join(_sql_str(str(f)) for f in files) + "]"
+    source = f"read_parquet({listed}, union_by_name = true)"
     hidden = f"EXCLUDE ({BATCH_COLUMN}, {PRESENT_COLUMN})"
     if table.kind == "history":
         return f"SELECT * {hidden} FROM {source} WHERE {PRESENT_COLUMN}"
@@ -60,6 +66,42 @@ def _to_arrow(definition: TableDef, records: Sequence[Mapping[str, object]], bat
     return pa.table(columns, schema=definition.schema)
 
 
+@dataclass(frozen=True)
+class Damage:
+    """A table file that cannot be read, and the spike runs whose rows it held."""
+
+    table: str
+    path: Path
+    keys: tuple[str, ...]
+    error: str
+
+    def describe(self) -> str:
+        runs = ", ".join(self.keys[:10]) + (f" and {len(self.keys) - 10} more" if len(self.keys) > 10 else "")
+        return f"{self.table}: damaged file {self.path} ({self.error}); spike runs affected: {runs or 'unknown'}"
+
+
+_FOOTERS_OK: dict[tuple[str, int, int], bool] = {}
+
+
+def _footer_problem(path: Path) -> str | None:
+    """None if the Parquet footer reads; else why not ('vanished' if compaction just removed it)."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return "vanished"
+    key = (str(path), stat.st_mtime_ns, stat.st_size)
+    if key in _FOOTERS_OK:
+        return None
+    try:
+        pq.read_metadata(path)
+    except FileNotFoundError:
+        return "vanished"
+    except (OSError, pa.ArrowException) as exc:
+        return str(exc).splitlines()[0][:200]
+    _FOOTERS_OK[key] = True
+    return None
+
+
 class ParquetTables:
     """Write batches, compact, and describe the Parquet tables of one evidence home."""
 
@@ -78,7 +120,10 @@ class ParquetTables:
             if not schema_file.exists():
                 self._write_file(directory, SCHEMA_FILE, table.schema.empty_table())
 
-    def _write_file(self, directory: Path, name: str, data: pa.Table) -> Path:
+    def _write_file(self, directory: Path, name: str, data: pa.Table, keys: Iterable[str] = ()) -> Path:
+        """Write ``name`` atomically; its keys go first to a ``.keys`` sidecar so damage can be traced to runs."""
+        if name != SCHEMA_FILE:
+            atomic_write_text(directory / f"{name}{KEYS_SUFFIX}", "".join(f"{key}\n" for key in keys))
         tmp = directory / f".{name}.{uuid.uuid4().hex}.partial"
         try:
             pq.write_table(data, tmp, compression="zstd")
@@ -116,7 +161,7 @@ class ParquetTables:
             raise StoreError(f"{table}: rows do not match the table's columns: {exc}") from exc
         directory = self.directory(table)
         directory.mkdir(parents=True, exist_ok=True)
-        path = self._write_file(directory, f"b-{batch}.parquet", data)
+        path = self._write_file(directory, f"b-{batch}.parquet", data, keys or sorted(covered))
         if compact:
             self.compact_if_needed(table)
         return path
@@ -156,8 +201,30 @@ class ParquetTables:
             finally:
                 connection.close()
             merged = merged.select(definition.schema.names).cast(definition.schema)
-            self._write_file(directory, f"c-{new_batch_id()}.parquet", merged)
+            keys = sorted(set(merged.column(definition.key).to_pylist()))
+            self._write_file(directory, f"c-{new_batch_id()}.parquet", merged, keys)
             for path in files:
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
+                for stale in (path, path.with_name(path.name + KEYS_SUFFIX)):
+                    with contextlib.suppress(FileNotFoundError):
+                        stale.unlink()
             return True
+
+    def keys_of(self, path: Path) -> list[str]:
+        """The spike runs (or policy versions) a data file holds, from its sidecar; empty if unknown."""
+        try:
+            return path.with_name(path.name + KEYS_SUFFIX).read_text(encoding="utf-8").split()
+        except OSError:
+            return []
+
+    def scan(self, table: str) -> tuple[list[Path], list[Damage]]:
+        """The table's readable files (schema file first) and the damaged ones, by a footer check."""
+        healthy: list[Path] = []
+        damaged: list[Damage] = []
+        directory = self.directory(table)
+        for path in [directory / SCHEMA_FILE, *self.data_files(table)]:
+            problem = _footer_problem(path)
+            if problem is None:
+                healthy.append(path)
+            elif problem != "vanished":
+                damaged.append(Damage(table, path, tuple(self.keys_of(path)), problem))
+        return healthy, damaged
