@@ -12,7 +12,7 @@ import dagster as dg
 from maml_evidence.defs.jobs import EVALUATE_JOB
 from maml_evidence.defs.partitions import contiguous_ranges, range_tags, spike_runs
 from maml_evidence.store import EvidenceStore
-from maml_evidence.store.intake import QUARANTINED, IntakeResult, intake_files
+from maml_evidence.store.intake import QUARANTINED, UNCHANGED, IntakeResult, intake_files
 from maml_evidence.store.reevaluation import Change, latest_changes
 
 DAGSTER_YAML = """\
@@ -97,7 +97,10 @@ def ingest(store: EvidenceStore, paths: Sequence[Path] | None = None, *, replace
             instance.add_dynamic_partitions(spike_runs.name, new)
 
     results = intake_files(store.home, files, replace=replace, has_partition=existing.__contains__, add_partitions=add)
-    wanted = list(dict.fromkeys(r.spike_run_id for r in results if r.needs_run and r.spike_run_id))
+    wanted = [r.spike_run_id for r in results if r.needs_run and r.spike_run_id]
+    # Stored before but never completely evaluated (e.g. an ingest killed mid-run): finish them now.
+    unchanged = [r.spike_run_id for r in results if r.outcome == UNCHANGED and r.spike_run_id]
+    wanted = list(dict.fromkeys(wanted + (store.incomplete(unchanged) if unchanged else [])))
     runs = evaluate_partitions(instance, wanted) if wanted else []
     ids = [r.spike_run_id for r in results if r.spike_run_id and r.outcome != QUARANTINED]
     decisions = store.decisions(ids) if ids else {}

@@ -13,13 +13,11 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from maml_evidence.store.catalog import query
 from maml_evidence.store.evidence import EvidenceStore
 from maml_evidence.store.home import StoreError
 from maml_evidence.store.schema import TABLES
 from maml_evidence.store.tables import KEYS_SUFFIX, Damage
 
-PER_RUN_TABLES = ("spike_runs", "adaptation_summary", "accuracy_summary", "cost_metrics", "gate_decisions")
 ORPHAN_AGE_SECONDS = 600
 
 
@@ -84,28 +82,12 @@ def diagnose(store: EvidenceStore) -> Diagnosis:
                 store.registry.read(revision)
         except StoreError as exc:
             result.findings.append(Finding("error", run_id, str(exc), (run_id,)))
-    result.unevaluated = missing_evaluations(store)
+    result.unevaluated = store.incomplete()
     if result.unevaluated:
         result.findings.append(
-            Finding("warning", "gate", "stored spike runs without complete evidence rows", tuple(result.unevaluated))
+            Finding("warning", "gate", "stored spike runs whose evaluation is missing or incomplete", tuple(result.unevaluated))
         )
     return result
-
-
-def missing_evaluations(store: EvidenceStore) -> list[str]:
-    """Stored spike runs that lack a row in any per-run table (never evaluated, or rows lost to damage)."""
-    known = set(store.registry.known_ids())
-    if not known:
-        return []
-    connection = store.connect()
-    try:
-        present = None
-        for table in PER_RUN_TABLES:
-            ids = {row[0] for row in query(connection, f"SELECT spike_run_id FROM {table}").fetchall()}
-            present = ids if present is None else present & ids
-    finally:
-        connection.close()
-    return sorted(known - (present or set()))
 
 
 def set_aside(store: EvidenceStore, diagnosis: Diagnosis) -> list[str]:
@@ -120,4 +102,4 @@ def set_aside(store: EvidenceStore, diagnosis: Diagnosis) -> list[str]:
         orphan.unlink(missing_ok=True)
     affected = {key for d in diagnosis.damage for key in d.keys if d.table in TABLES and TABLES[d.table].key == "spike_run_id"}
     known = set(store.registry.known_ids())
-    return sorted((affected & known) | set(missing_evaluations(store)))
+    return sorted((affected & known) | set(store.incomplete()))

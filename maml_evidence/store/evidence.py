@@ -31,6 +31,8 @@ from maml_evidence.store.tables import Damage, ParquetTables
 
 INGEST, REPLACE, REEVALUATION = "ingest", "replace", "re-evaluation"
 LOG = logging.getLogger("maml_evidence")
+# Tables with exactly one row per evaluated spike run.
+PER_RUN_TABLES = ("spike_runs", "adaptation_summary", "accuracy_summary", "cost_metrics", "gate_decisions")
 
 
 @dataclass(frozen=True)
@@ -221,12 +223,55 @@ class EvidenceStore:
         finally:
             connection.close()
 
+    def incomplete(self, spike_run_ids: Sequence[str] | None = None) -> list[str]:
+        """Stored spike runs whose evaluation of the current revision is not complete.
+
+        Complete means: a row in every per-run table, a report.json of the current payload's sha256, and an
+        interpretation.md. A run interrupted mid-evaluation (or whose rows were lost to damage) is incomplete.
+        """
+        ids = sorted(spike_run_ids if spike_run_ids is not None else self.registry.known_ids())
+        if not ids:
+            return []
+        connection = self.connect()
+        try:
+            present: set[str] | None = None
+            for table in PER_RUN_TABLES:
+                found = {
+                    row[0]
+                    for row in query(
+                        connection, f"SELECT spike_run_id FROM {table} WHERE list_contains(?, spike_run_id)", [ids]
+                    ).fetchall()
+                }
+                present = found if present is None else present & found
+        finally:
+            connection.close()
+        missing = []
+        for run_id in ids:
+            revision = self.registry.current(run_id)
+            folder = self.home.report_dir(run_id)
+            complete = (
+                revision is not None
+                and run_id in (present or set())
+                and (folder / "interpretation.md").exists()
+                and _report_sha(folder / "report.json") == revision.sha256
+            )
+            if not complete:
+                missing.append(run_id)
+        return missing
+
     def read_report(self, spike_run_id: str) -> dict[str, object]:
         path = self.home.report_dir(spike_run_id) / "report.json"
         try:
             return json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise StoreError(f"spike run {spike_run_id!r} has no report yet ({path})") from None
+
+
+def _report_sha(path: Path) -> str | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))["evidence"]["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def sources_json(report: dict[str, object]) -> str:
