@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
 
 from maml_evidence.defs.jobs import EVALUATE_JOB
-from maml_evidence.defs.partitions import contiguous_ranges, range_tags, spike_runs
+from maml_evidence.defs.partitions import RANGE_END_TAG, RANGE_START_TAG, contiguous_ranges, range_tags, spike_runs
 from maml_evidence.store import EvidenceStore
 from maml_evidence.store.intake import QUARANTINED, UNCHANGED, IntakeResult, intake_files
 from maml_evidence.store.reevaluation import Change, latest_changes
@@ -57,6 +59,56 @@ class RunOutcome:
     error: str | None = None
 
 
+PID_TAG, HOST_TAG = "maml_evidence/pid", "maml_evidence/host"
+SENSOR_LAUNCH_GRACE_SECONDS = 300
+UNFINISHED = [
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def being_evaluated(instance: dg.DagsterInstance, store: EvidenceStore, spike_run_ids: Sequence[str]) -> set[str]:
+    """Which of these spike runs another live process is evaluating (or the sensor has just requested).
+
+    A run started by this command in a process that has since died (killed mid-ingest) is marked failed
+    and does not count, so the next ingest finishes its spike runs.
+    """
+    wanted = set(spike_run_ids)
+    keys = instance.get_dynamic_partitions(spike_runs.name)
+    position = {key: index for index, key in enumerate(keys)}
+    busy: set[str] = set()
+    runs = instance.get_runs(dg.RunsFilter(job_name=EVALUATE_JOB, statuses=UNFINISHED))
+    for run in runs:
+        tags = run.tags
+        if tags.get(HOST_TAG) == socket.gethostname() and PID_TAG in tags and not _alive(int(tags[PID_TAG])):
+            instance.report_run_failed(run, "the process evaluating this run died (e.g. killed); resumed by a later ingest")
+            continue
+        first, last = tags.get(RANGE_START_TAG), tags.get(RANGE_END_TAG)
+        if first in position and last in position:
+            busy |= set(keys[position[first] : position[last] + 1]) & wanted
+        elif tags.get("dagster/partition") in wanted:
+            busy.add(tags["dagster/partition"])
+    now = datetime.now(UTC)
+    for run_id in wanted - busy:
+        revision = store.registry.current(run_id)
+        if revision and revision.accepted_by == "sensor":
+            if (now - revision.accepted_at_dt).total_seconds() < SENSOR_LAUNCH_GRACE_SECONDS:
+                busy.add(run_id)
+    return busy
+
+
 def evaluate_partitions(instance: dg.DagsterInstance, spike_run_ids: Sequence[str]) -> list[RunOutcome]:
     """Materialize the given spike runs with the evaluate job: one run per contiguous range of partitions."""
     from maml_evidence.definitions import defs
@@ -66,7 +118,10 @@ def evaluate_partitions(instance: dg.DagsterInstance, spike_run_ids: Sequence[st
     all_keys = instance.get_dynamic_partitions(spike_runs.name)
     for first, last in contiguous_ranges(all_keys, spike_run_ids):
         result = job.execute_in_process(
-            instance=instance, tags=range_tags(first, last), run_config=QUIET_RUN_CONFIG, raise_on_error=False
+            instance=instance,
+            tags={**range_tags(first, last), PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()},
+            run_config=QUIET_RUN_CONFIG,
+            raise_on_error=False,
         )
         error = None if result.success else _failure_text(result)
         outcomes.append(RunOutcome(first, last, result.run_id, result.success, error))
@@ -89,18 +144,23 @@ def ingest(store: EvidenceStore, paths: Sequence[Path] | None = None, *, replace
     configure_dagster_home(store)
     instance = dg.DagsterInstance.get()
     files = list(paths) if paths else sorted(store.home.inbox.glob("*.json"))
-    existing = set(instance.get_dynamic_partitions(spike_runs.name))
+
+    def known() -> set[str]:
+        return set(instance.get_dynamic_partitions(spike_runs.name))
 
     def add(ids: list[str]) -> None:
-        new = [i for i in ids if i not in existing]
+        new = [i for i in ids if i not in known()]
         if new:
             instance.add_dynamic_partitions(spike_runs.name, new)
 
-    results = intake_files(store.home, files, replace=replace, has_partition=existing.__contains__, add_partitions=add)
+    results = intake_files(store.home, files, replace=replace, known_partitions=known, add_partitions=add)
     wanted = [r.spike_run_id for r in results if r.needs_run and r.spike_run_id]
-    # Stored before but never completely evaluated (e.g. an ingest killed mid-run): finish them now.
+    # Stored before but never completely evaluated (an ingest killed mid-run): finish them now, unless
+    # another live process is evaluating them or the sensor has just taken them in.
     unchanged = [r.spike_run_id for r in results if r.outcome == UNCHANGED and r.spike_run_id]
-    wanted = list(dict.fromkeys(wanted + (store.incomplete(unchanged) if unchanged else [])))
+    incomplete = store.incomplete(unchanged) if unchanged else []
+    busy = being_evaluated(instance, store, incomplete) if incomplete else set()
+    wanted = list(dict.fromkeys(wanted + [i for i in incomplete if i not in busy]))
     runs = evaluate_partitions(instance, wanted) if wanted else []
     ids = [r.spike_run_id for r in results if r.spike_run_id and r.outcome != QUARANTINED]
     decisions = store.decisions(ids) if ids else {}

@@ -38,12 +38,12 @@ def spike_inbox_sensor(context: dg.SensorEvaluationContext, evidence: EvidenceSt
         return dg.SensorResult(skip_reason="no new or changed files in the inbox", cursor=json.dumps(cursor))
 
     instance = context.instance
-    existing = set(instance.get_dynamic_partitions(spike_runs.name))
     results = intake_files(
         store.home,
         changed,
-        has_partition=existing.__contains__,
+        known_partitions=lambda: set(instance.get_dynamic_partitions(spike_runs.name)),
         add_partitions=lambda ids: instance.add_dynamic_partitions(spike_runs.name, ids),
+        accepted_by="sensor",
     )
     for result in results:
         if result.outcome == QUARANTINED:

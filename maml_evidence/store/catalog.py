@@ -20,6 +20,12 @@ from maml_evidence.store.tables import Damage, ParquetTables, view_sql
 
 CATALOG_VERSION = 1
 MARKER = "evidence.catalog.json"
+VANISHED_ATTEMPTS = 5
+
+
+def _vanished(exc: duckdb.IOException) -> bool:
+    """DuckDB's error for a file that a glob listed and compaction removed before it was read."""
+    return "No such file" in str(exc) or "No files found" in str(exc)
 
 
 def view_definitions(home: EvidenceHome) -> dict[str, str]:
@@ -73,10 +79,20 @@ def memory_connection(home: EvidenceHome, damaged: list[Damage] | None = None) -
     tables = ParquetTables(home)
     connection = duckdb.connect()
     for name, table in TABLES.items():
-        healthy, broken = tables.scan(name)
+        for attempt in range(VANISHED_ATTEMPTS):
+            healthy, broken = tables.scan(name)
+            # Over the folder's glob unless a file is damaged: a pinned file list would fail every later query
+            # once compaction removes one of its files, while a glob is re-read by each query (see ``query``).
+            source = healthy if broken else tables.directory(name)
+            try:
+                connection.execute(f"CREATE OR REPLACE VIEW {name} AS {view_sql(table, source)}")
+                break
+            except duckdb.IOException as exc:  # binding reads the files: one may vanish under compaction
+                if attempt == VANISHED_ATTEMPTS - 1 or not _vanished(exc):
+                    raise
+                time.sleep(0.05 * (attempt + 1))
         if damaged is not None:
             damaged.extend(broken)
-        connection.execute(f"CREATE VIEW {name} AS {view_sql(table, healthy)}")
     return connection
 
 
@@ -97,7 +113,7 @@ def query(
         try:
             return connection.execute(sql, params or [])
         except duckdb.IOException as exc:
-            if attempt == attempts - 1 or "No such file" not in str(exc) and "No files found" not in str(exc):
+            if attempt == attempts - 1 or not _vanished(exc):
                 raise
             time.sleep(0.05 * (attempt + 1))
     raise AssertionError("unreachable")

@@ -67,17 +67,23 @@ def intake_files(
     paths: Iterable[Path],
     *,
     replace: bool = False,
-    has_partition: Callable[[str], bool] = lambda _id: True,
+    known_partitions: Callable[[], set[str]] | None = None,
     add_partitions: Callable[[list[str]], None] | None = None,
+    accepted_by: str = "cli",
 ) -> list[IntakeResult]:
-    """Validate and accept or quarantine each file; register new partitions before releasing the lock."""
+    """Validate and accept or quarantine each file; register new partitions before releasing the lock.
+
+    ``known_partitions`` is read inside the lock, so a concurrent intake's partitions are always seen.
+    """
     registry = PayloadRegistry(home)
     results: list[IntakeResult] = []
     home.ensure()
     with file_lock(home.locks / "intake.lock"):
+        known = known_partitions() if known_partitions is not None else None
+        has_partition = (lambda _id: True) if known is None else known.__contains__
         seen: dict[str, str] = {}
         for path in paths:
-            result = _intake_one(home, registry, Path(path), replace, has_partition, seen)
+            result = _intake_one(home, registry, Path(path), replace, has_partition, seen, accepted_by)
             if result is not None:
                 results.append(result)
         new_ids = [r.spike_run_id for r in results if r.needs_run and r.spike_run_id]
@@ -93,6 +99,7 @@ def _intake_one(
     replace: bool,
     has_partition: Callable[[str], bool],
     seen: dict[str, str],
+    accepted_by: str,
 ) -> IntakeResult | None:
     try:
         data = path.read_bytes()
@@ -116,6 +123,16 @@ def _intake_one(
             return IntakeResult(path, ACCEPTED, spike_run_id, current, "already stored; partition re-registered", True)
         return IntakeResult(path, UNCHANGED, spike_run_id, current, f"same content as revision {current.revision}")
     if current is not None and not replace:
+        # A file holding an earlier revision (the inbox copy left behind by a --replace) is history, not a conflict.
+        superseded = next((r for r in registry.history(spike_run_id) if r.sha256 == digest), None)
+        if superseded is not None:
+            return IntakeResult(
+                path,
+                UNCHANGED,
+                spike_run_id,
+                current,
+                f"same content as revision {superseded.revision}, superseded by revision {current.revision}",
+            )
         reason = (
             f"{path}: spike run {spike_run_id!r} already holds different evidence (revision {current.revision}, "
             f"sha256 {current.sha256[:12]}..., from {current.source_file}); this file's sha256 is {digest[:12]}.... "
@@ -124,7 +141,7 @@ def _intake_one(
             f"or give this payload a new spike_run_id."
         )
         return IntakeResult(path, QUARANTINED, spike_run_id, message=reason, quarantined_to=quarantine(home, path, reason))
-    revision = registry.accept(spike_run_id, data, str(path))
+    revision = registry.accept(spike_run_id, data, str(path), accepted_by)
     seen[spike_run_id] = digest
     outcome = REPLACED if current is not None else ACCEPTED
     return IntakeResult(path, outcome, spike_run_id, revision, f"revision {revision.revision}", True)

@@ -25,6 +25,7 @@ class Revision:
     sha256: str
     source_file: str
     accepted_at: str
+    accepted_by: str = "cli"
 
     @property
     def accepted_at_dt(self) -> datetime:
@@ -58,7 +59,7 @@ class PayloadRegistry:
         history = self.history(spike_run_id)
         return history[-1] if history else None
 
-    def accept(self, spike_run_id: str, data: bytes, source_file: str) -> Revision:
+    def accept(self, spike_run_id: str, data: bytes, source_file: str, accepted_by: str = "cli") -> Revision:
         """Store ``data`` as the spike run's newest revision (the caller decided it may replace)."""
         history = self.history(spike_run_id)
         digest = sha256_hex(data)
@@ -68,6 +69,7 @@ class PayloadRegistry:
             sha256=digest,
             source_file=source_file,
             accepted_at=datetime.now(UTC).isoformat(),
+            accepted_by=accepted_by,
         )
         path = self.payload_path(spike_run_id, digest)
         if not path.exists():
