@@ -172,7 +172,7 @@ def run_reevaluate(args: argparse.Namespace) -> int:
     for change in outcome.changes[: args.show]:
         print(f"  {change.spike_run_id}: {change.from_decision} -> {change.to_decision} (cause: {change.cause_check})")
     if len(outcome.changes) > args.show:
-        print(f"  ... {len(outcome.changes) - args.show} more: maml-evidence sql \"FROM decision_changes\"")
+        print(f'  ... {len(outcome.changes) - args.show} more: maml-evidence sql "FROM decision_changes"')
     return EXIT_OK
 
 
@@ -222,7 +222,9 @@ def run_doctor(args: argparse.Namespace) -> int:
         runs = evaluate_partitions(instance, rebuild)
         print(f"rebuilt {len(rebuild)} spike runs from their stored payloads in {len(runs)} run(s)")
         if not all(run.success for run in runs):
-            sys.stderr.write("error: some rebuild runs failed: " + "; ".join(r.error or "" for r in runs if not r.success) + "\n")
+            sys.stderr.write(
+                "error: some rebuild runs failed: " + "; ".join(r.error or "" for r in runs if not r.success) + "\n"
+            )
             return EXIT_NOT_ENABLED
     remaining = diagnose(store)
     for finding in remaining.findings:
@@ -238,7 +240,18 @@ def run_dev(args: argparse.Namespace) -> int:
 
     store = _store(args)
     dagster_home = configure_dagster_home(store)
-    command = [sys.executable, "-m", "dagster", "dev", "-m", "maml_evidence.definitions", "-h", args.host, "-p", str(args.port)]
+    command = [
+        sys.executable,
+        "-m",
+        "dagster",
+        "dev",
+        "-m",
+        "maml_evidence.definitions",
+        "-h",
+        args.host,
+        "-p",
+        str(args.port),
+    ]
     sys.stderr.write(f"evidence home: {store.home.root}\ndagster home:  {dagster_home}\n")
     sys.stderr.flush()
     os.execv(sys.executable, command)

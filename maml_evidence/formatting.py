@@ -33,7 +33,10 @@ def _json_value(value: object) -> object:
 
 def render(columns: Sequence[str], rows: Sequence[Sequence[object]], fmt: str) -> str:
     if fmt == "json":
-        return json.dumps([{c: _json_value(v) for c, v in zip(columns, row, strict=True)} for row in rows], indent=2) + "\n"
+        return (
+            json.dumps([{c: _json_value(v) for c, v in zip(columns, row, strict=True)} for row in rows], indent=2)
+            + "\n"
+        )
     if fmt == "csv":
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")

@@ -43,11 +43,14 @@ def configure_dagster_home(store: EvidenceStore) -> Path:
 
 def _failure_text(result: dg.ExecuteInProcessResult) -> str:
     failures = [e for e in result.all_events if e.is_step_failure]
-    return "; ".join(
-        f"{e.step_key}: {e.step_failure_data.error.message.strip()}"  # type: ignore[union-attr]
-        for e in failures
-        if e.step_failure_data and e.step_failure_data.error
-    ) or "the run failed"
+    return (
+        "; ".join(
+            f"{e.step_key}: {e.step_failure_data.error.message.strip()}"  # type: ignore[union-attr]
+            for e in failures
+            if e.step_failure_data and e.step_failure_data.error
+        )
+        or "the run failed"
+    )
 
 
 @dataclass(frozen=True)
@@ -93,7 +96,9 @@ def being_evaluated(instance: dg.DagsterInstance, store: EvidenceStore, spike_ru
     for run in runs:
         tags = run.tags
         if tags.get(HOST_TAG) == socket.gethostname() and PID_TAG in tags and not _alive(int(tags[PID_TAG])):
-            instance.report_run_failed(run, "the process evaluating this run died (e.g. killed); resumed by a later ingest")
+            instance.report_run_failed(
+                run, "the process evaluating this run died (e.g. killed); resumed by a later ingest"
+            )
             continue
         first, last = tags.get(RANGE_START_TAG), tags.get(RANGE_END_TAG)
         if first in position and last in position:
@@ -103,9 +108,9 @@ def being_evaluated(instance: dg.DagsterInstance, store: EvidenceStore, spike_ru
     now = datetime.now(UTC)
     for run_id in wanted - busy:
         revision = store.registry.current(run_id)
-        if revision and revision.accepted_by == "sensor":
-            if (now - revision.accepted_at_dt).total_seconds() < SENSOR_LAUNCH_GRACE_SECONDS:
-                busy.add(run_id)
+        recent = revision is not None and (now - revision.accepted_at_dt).total_seconds() < SENSOR_LAUNCH_GRACE_SECONDS
+        if recent and revision.accepted_by == "sensor":
+            busy.add(run_id)
     return busy
 
 

@@ -4,7 +4,6 @@ Every asset is partitioned by spike run with a single-run backfill policy, so a 
 of any size is one Dagster run.
 """
 
-
 import dagster as dg
 
 from maml_evidence.defs.metadata import column_schema, markdown_table
@@ -60,7 +59,10 @@ def adaptation_metrics(context: dg.AssetExecutionContext, evidence: EvidenceStor
         i, cand = e.metrics.inputs, e.metrics.candidate
         preview = markdown_table(
             ["project", "LoRA-only steps", "LoRA+MAML steps", "reduction"],
-            [[r.project, r.baseline_steps_to_target, r.candidate_steps_to_target, r.step_reduction] for r in e.metrics.per_project],
+            [
+                [r.project, r.baseline_steps_to_target, r.candidate_steps_to_target, r.step_reduction]
+                for r in e.metrics.per_project
+            ],
         )
         context.add_asset_metadata(
             {
@@ -94,7 +96,13 @@ def accuracy_metrics(context: dg.AssetExecutionContext, evidence: EvidenceStoreR
         preview = markdown_table(
             ["project", "target (pp)", "LoRA-only final", "LoRA+MAML final", "delta (pp)"],
             [
-                [r.project, r.baseline_target_accuracy_pp, r.baseline_final_accuracy_pp, r.candidate_final_accuracy_pp, r.final_accuracy_delta_pp]
+                [
+                    r.project,
+                    r.baseline_target_accuracy_pp,
+                    r.baseline_final_accuracy_pp,
+                    r.candidate_final_accuracy_pp,
+                    r.final_accuracy_delta_pp,
+                ]
                 for r in e.metrics.per_project
             ],
         )
@@ -138,7 +146,10 @@ def cost_metrics(context: dg.AssetExecutionContext, evidence: EvidenceStoreResou
             partition_key=e.spike_run_id,
         )
     return dg.MaterializeResult(
-        metadata={"dagster/column_schema": column_schema("cost_metrics"), "batch_file": dg.MetadataValue.path(str(path))}
+        metadata={
+            "dagster/column_schema": column_schema("cost_metrics"),
+            "batch_file": dg.MetadataValue.path(str(path)),
+        }
     )
 
 
@@ -156,6 +167,7 @@ def decision_report(context: dg.AssetExecutionContext, evidence: EvidenceStoreRe
     for e in evaluations:
         context.add_asset_metadata(
             {
+                "dagster/row_count": 1,
                 "decision": e.verdict.decision,
                 "maml_recommended": e.verdict.maml_recommended,
                 "failed_check": e.verdict.failed_check or "none",

@@ -2,7 +2,8 @@
 
 A check reports one result per spike run, also inside a run over many partitions: it yields one
 ``AssetCheckEvaluation`` per partition, pointed at that partition's latest materialization so the UI shows
-its status (see ``latest_materializations``). A deferral is a WARN carrying the decision and the failed check, not a crash.
+its status (see ``latest_materializations``). A deferral is a WARN carrying the decision and the failed
+check, not a crash.
 """
 
 from collections.abc import Iterator, Mapping, Sequence
@@ -54,7 +55,9 @@ class GateCheck(NamedTuple):
 
 
 GATE_CHECK_SPECS = (
-    GateCheck("enough_projects", adaptation_metrics, "enough_projects", "At least min_projects projects are in both arms."),
+    GateCheck(
+        "enough_projects", adaptation_metrics, "enough_projects", "At least min_projects projects are in both arms."
+    ),
     GateCheck(
         "adaptation_triggered",
         adaptation_metrics,
@@ -62,9 +65,14 @@ GATE_CHECK_SPECS = (
         "LoRA-only adaptation is slow enough (mean or max steps at or above the trigger) to need MAML.",
     ),
     GateCheck(
-        "effectiveness", adaptation_metrics, "effectiveness_ok", "MAML cuts mean steps to target by enough, absolutely and relatively."
+        "effectiveness",
+        adaptation_metrics,
+        "effectiveness_ok",
+        "MAML cuts mean steps to target by enough, absolutely and relatively.",
     ),
-    GateCheck("accuracy_guard", accuracy_metrics, "accuracy_ok", "MAML's mean final-accuracy regression is within the limit."),
+    GateCheck(
+        "accuracy_guard", accuracy_metrics, "accuracy_ok", "MAML's mean final-accuracy regression is within the limit."
+    ),
     GateCheck("cost_guard", cost_metrics, "cost_ok", "MAML's extra training overhead and GPU cost are within budget."),
     GateCheck("maml_gate", decision_report, None, "Passes only when the gate's decision is enable_maml."),
 )
@@ -80,14 +88,18 @@ def check_evaluation(
     """One check's result for one spike run: observed values and thresholds as metadata, WARN when failing."""
     metadata: dict[str, object] = {"decision": verdict.decision, "policy_version": policy_version}
     if spec.core_check is None:
+        # the decision: observed values and thresholds of the check that settled it (all checks when enabled)
         passed = verdict.maml_recommended
         metadata["failed_check"] = verdict.failed_check or "none"
         metadata["reasons"] = "\n".join(verdict.reasons)
+        shown = [c for c in verdict.checks if c.name == verdict.failed_check] or list(verdict.checks)
     else:
         result = next(c for c in verdict.checks if c.name == spec.core_check)
         passed = result.passed
         metadata["reason"] = result.reason
-        for c in result.conditions:
+        shown = [result]
+    for check in shown:
+        for c in check.conditions:
             metadata[f"observed_{c.metric}"] = float(c.observed)
             metadata[f"threshold_{c.threshold_key}"] = float(c.threshold)
     return dg.AssetCheckEvaluation(
@@ -123,7 +135,9 @@ def record_check_results(instance: dg.DagsterInstance, verdicts: Mapping[str, Ve
     for spec in GATE_CHECK_SPECS:
         targets = latest_materializations(instance, spec.asset.key, list(verdicts))
         for run_id, verdict in verdicts.items():
-            instance.report_runless_asset_event(check_evaluation(spec, run_id, verdict, policy_version, targets.get(run_id)))
+            instance.report_runless_asset_event(
+                check_evaluation(spec, run_id, verdict, policy_version, targets.get(run_id))
+            )
             count += 1
     return count
 

@@ -3,13 +3,11 @@
 import dagster as dg
 
 from maml_evidence.defs.assets import GROUP
-from maml_evidence.defs.partitions import spike_runs
 
 EVALUATE_JOB = "evaluate_spike_runs"
 
 evaluate_spike_runs = dg.define_asset_job(
     EVALUATE_JOB,
     selection=dg.AssetSelection.groups(GROUP),
-    partitions_def=spike_runs,
     description="Ingest, measure, gate and report a set of spike runs (one run for any number of partitions).",
 )

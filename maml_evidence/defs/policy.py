@@ -56,7 +56,11 @@ def decision_reevaluation(
                 ["spike run", "from", "to", "cause"],
                 [[c.spike_run_id, c.from_decision, c.to_decision, c.cause_check or ""] for c in shown],
             )
-            + (f"\n\n...and {len(result.changes) - len(shown)} more (see decision_changes)" if len(result.changes) > 50 else "")
+            + (
+                f"\n\n...and {len(result.changes) - len(shown)} more (see decision_changes)"
+                if len(result.changes) > 50
+                else ""
+            )
         )
         if len(result.changes) <= MAX_CHECK_RERECORDS:
             verdicts = result.changed_verdicts
@@ -86,6 +90,20 @@ def policy_change_schedule(context: dg.ScheduleEvaluationContext, evidence: Evid
     """Requests one re-evaluation run per new policy version; a broken policy file fails the tick loudly."""
     store = evidence.store()
     policy = store.policy()  # raises with every problem named: a broken policy never falls back to defaults
+    unfinished = context.instance.get_runs(
+        dg.RunsFilter(
+            job_name=REEVALUATE_JOB,
+            statuses=[
+                dg.DagsterRunStatus.QUEUED,
+                dg.DagsterRunStatus.STARTING,
+                dg.DagsterRunStatus.STARTED,
+                dg.DagsterRunStatus.NOT_STARTED,
+            ],
+        ),
+        limit=1,
+    )
+    if unfinished:
+        return dg.SkipReason(f"re-evaluation run {unfinished[0].run_id} is still in progress")
     stale = stale_policy_versions(store, policy)
     if not stale:
         return dg.SkipReason(f"policy {policy.version} unchanged: every stored decision already uses it")

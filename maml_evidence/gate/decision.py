@@ -116,7 +116,8 @@ def judge(inputs: GateInputs, thresholds: Thresholds, gpu_hour_usd: float) -> Ve
     max_c = _cond("adaptation_triggered", "baseline_max_steps", i.baseline_max_steps, ">=", t, "trigger_max_steps")
     triggered = mean_c.passed or max_c.passed
     observed = (
-        f"mean {fmt(i.baseline_mean_steps)} steps {'>=' if mean_c.passed else '<'} trigger {fmt(t.trigger_mean_steps)}, "
+        f"mean {fmt(i.baseline_mean_steps)} steps {'>=' if mean_c.passed else '<'} "
+        f"trigger {fmt(t.trigger_mean_steps)}, "
         f"max {fmt(i.baseline_max_steps)} steps {'>=' if max_c.passed else '<'} trigger {fmt(t.trigger_max_steps)}"
     )
     trigger = CheckResult(
@@ -148,7 +149,11 @@ def judge(inputs: GateInputs, thresholds: Thresholds, gpu_hour_usd: float) -> Ve
     )
 
     acc_c = _cond(
-        "accuracy_ok", "mean_accuracy_regression_pp", i.mean_accuracy_regression_pp, "<=", t,
+        "accuracy_ok",
+        "mean_accuracy_regression_pp",
+        i.mean_accuracy_regression_pp,
+        "<=",
+        t,
         "max_mean_accuracy_regression_pp",
     )
     accuracy = CheckResult(

@@ -69,7 +69,9 @@ def _project(raw: object, path: str, errors: Collector, accuracies: list[tuple[s
     return ProjectResult(name, steps, target, final)
 
 
-def _arm(raw: object, arm: str, default_label: str, errors: Collector, accuracies: list[tuple[str, float]]) -> ArmRun | None:
+def _arm(
+    raw: object, arm: str, default_label: str, errors: Collector, accuracies: list[tuple[str, float]]
+) -> ArmRun | None:
     if not isinstance(raw, dict):
         errors.expected(arm, "an object with per_project_adaptation and train_minutes", raw)
         return None

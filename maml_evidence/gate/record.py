@@ -26,11 +26,11 @@ class Record:
     def __init__(self, *args: object, **kwargs: object) -> None:
         fields = self._fields
         if not kwargs and len(args) == len(fields):  # the common, fast path: every field positionally
-            object.__setattr__(self, "__dict__", dict(zip(fields, args)))
+            object.__setattr__(self, "__dict__", dict(zip(fields, args, strict=True)))
             return
         if len(args) > len(fields):
             raise TypeError(f"{type(self).__name__} takes {len(fields)} fields, got {len(args)} positional values")
-        values = dict(zip(fields, args))
+        values = dict(zip(fields, args, strict=False))
         for name, value in kwargs.items():
             if name not in fields:
                 raise TypeError(f"{type(self).__name__} has no field {name!r}")

@@ -126,9 +126,7 @@ def evaluate_payload(
     return metrics, verdict, build_report(payload, metrics, verdict, settings, sources)
 
 
-def evaluate_feasibility(
-    payload: object, policy: Mapping[str, float | int] | None = None
-) -> dict[str, object]:
+def evaluate_feasibility(payload: object, policy: Mapping[str, float | int] | None = None) -> dict[str, object]:
     """Validate a spike payload and return its decision report (raises ``PayloadValidationError``)."""
     return evaluate_payload(validate_payload(payload), policy)[2]
 
@@ -172,7 +170,8 @@ def render_interpretation(report: Mapping[str, object]) -> str:
         f"| mean steps to target | {_num(base['mean_steps_to_target'])} | {_num(cand['mean_steps_to_target'])} | "
         f"-{_num(comp['mean_step_reduction'])} ({pct(float(comp['relative_step_reduction']))}) |",
         f"| max steps to target | {_num(base['max_steps_to_target'])} | {_num(cand['max_steps_to_target'])} | |",
-        f"| mean final accuracy (pp) | {_num(base['mean_final_accuracy_pp'])} | {_num(cand['mean_final_accuracy_pp'])} | "
+        f"| mean final accuracy (pp) | {_num(base['mean_final_accuracy_pp'])} | "
+        f"{_num(cand['mean_final_accuracy_pp'])} | "
         f"regression {_num(comp['mean_accuracy_regression_pp'])} pp |",
         f"| training minutes (incl. meta-training) | {_num(base_total)} | {_num(cand_total)} | "
         f"+{_num(cost['extra_training_minutes'])} ({_num(cost['training_overhead_pct'])}%) |",

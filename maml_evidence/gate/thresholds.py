@@ -47,9 +47,7 @@ def check_threshold_value(key: str, raw: object, path: str, errors: Collector) -
     return number(raw, path, errors)
 
 
-def check_overrides(
-    raw: object, path: str, valid_keys: tuple[str, ...], errors: Collector
-) -> dict[str, float | int]:
+def check_overrides(raw: object, path: str, valid_keys: tuple[str, ...], errors: Collector) -> dict[str, float | int]:
     """Validate an override object (``thresholds`` or ``cost_profile``): known keys, clean values."""
     if raw is None:
         return {}

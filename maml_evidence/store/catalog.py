@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import duckdb
 
@@ -31,7 +32,10 @@ def _vanished(exc: duckdb.IOException) -> bool:
 def view_definitions(home: EvidenceHome) -> dict[str, str]:
     """Every view of the store: name -> SELECT."""
     tables = ParquetTables(home)
-    return {name: view_sql(table, tables.directory(name)) for name, table in TABLES.items()}
+    return {
+        name: view_sql(table, tables.directory(name), table.committed_by and tables.directory(table.committed_by))
+        for name, table in TABLES.items()
+    }
 
 
 def _marker(home: EvidenceHome) -> dict[str, object]:
@@ -78,21 +82,26 @@ def memory_connection(home: EvidenceHome, damaged: list[Damage] | None = None) -
     """
     tables = ParquetTables(home)
     connection = duckdb.connect()
-    for name, table in TABLES.items():
-        for attempt in range(VANISHED_ATTEMPTS):
+    for attempt in range(VANISHED_ATTEMPTS):
+        sources: dict[str, Path | list[Path]] = {}
+        broken_files: list[Damage] = []
+        for name in TABLES:
             healthy, broken = tables.scan(name)
+            broken_files.extend(broken)
             # Over the folder's glob unless a file is damaged: a pinned file list would fail every later query
             # once compaction removes one of its files, while a glob is re-read by each query (see ``query``).
-            source = healthy if broken else tables.directory(name)
-            try:
-                connection.execute(f"CREATE OR REPLACE VIEW {name} AS {view_sql(table, source)}")
-                break
-            except duckdb.IOException as exc:  # binding reads the files: one may vanish under compaction
-                if attempt == VANISHED_ATTEMPTS - 1 or not _vanished(exc):
-                    raise
-                time.sleep(0.05 * (attempt + 1))
-        if damaged is not None:
-            damaged.extend(broken)
+            sources[name] = healthy if broken else tables.directory(name)
+        try:
+            for name, table in TABLES.items():
+                commit = sources[table.committed_by] if table.committed_by else None
+                connection.execute(f"CREATE OR REPLACE VIEW {name} AS {view_sql(table, sources[name], commit)}")
+            break
+        except duckdb.IOException as exc:  # binding reads the files: one may vanish under compaction
+            if attempt == VANISHED_ATTEMPTS - 1 or not _vanished(exc):
+                raise
+            time.sleep(0.05 * (attempt + 1))
+    if damaged is not None:
+        damaged.extend(broken_files)
     return connection
 
 

@@ -85,7 +85,12 @@ def diagnose(store: EvidenceStore) -> Diagnosis:
     result.unevaluated = store.incomplete()
     if result.unevaluated:
         result.findings.append(
-            Finding("warning", "gate", "stored spike runs whose evaluation is missing or incomplete", tuple(result.unevaluated))
+            Finding(
+                "warning",
+                "gate",
+                "stored spike runs whose evaluation is missing or incomplete",
+                tuple(result.unevaluated),
+            )
         )
     return result
 
@@ -100,6 +105,8 @@ def set_aside(store: EvidenceStore, diagnosis: Diagnosis) -> list[str]:
                 shutil.move(str(path), target / path.name)
     for orphan in diagnosis.orphans:
         orphan.unlink(missing_ok=True)
-    affected = {key for d in diagnosis.damage for key in d.keys if d.table in TABLES and TABLES[d.table].key == "spike_run_id"}
+    affected = {
+        key for d in diagnosis.damage for key in d.keys if d.table in TABLES and TABLES[d.table].key == "spike_run_id"
+    }
     known = set(store.registry.known_ids())
     return sorted((affected & known) | set(store.incomplete()))

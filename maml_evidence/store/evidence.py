@@ -27,7 +27,7 @@ from maml_evidence.store.catalog import ensure_store, memory_connection, query
 from maml_evidence.store.files import atomic_write_bytes, atomic_write_text
 from maml_evidence.store.home import EvidenceHome, StoreError
 from maml_evidence.store.registry import PayloadRegistry, Revision
-from maml_evidence.store.tables import Damage, ParquetTables
+from maml_evidence.store.tables import Damage, ParquetTables, new_batch_id
 
 INGEST, REPLACE, REEVALUATION = "ingest", "replace", "re-evaluation"
 LOG = logging.getLogger("maml_evidence")
@@ -124,7 +124,9 @@ class EvidenceStore:
 
     def write_cost(self, evaluations: Sequence[Evaluation]) -> Path:
         out = [
-            rows.cost_row(e.spike_run_id, e.metrics, e.verdict, str(e.report["cost"]["assumptions"]["gpu_hour_usd_source"]))  # type: ignore[index]
+            rows.cost_row(
+                e.spike_run_id, e.metrics, e.verdict, str(e.report["cost"]["assumptions"]["gpu_hour_usd_source"])
+            )  # type: ignore[index]
             for e in evaluations
         ]
         return self.tables.write("cost_metrics", out, _ids(evaluations))
@@ -148,16 +150,18 @@ class EvidenceStore:
         return True
 
     def write_decisions(self, evaluations: Sequence[Evaluation], trigger: str | None = None) -> None:
-        """Record decisions, checks and history, and write each spike run's report.json."""
+        """Record checks and decisions (one commit), then history, then each spike run's report.json.
+
+        ``gate_checks`` rows become visible only with the ``gate_decisions`` batch that commits them, so a
+        failure in between never shows new checks beside an old decision.
+        """
         now = datetime.now(UTC)
         decisions, checks, history = [], [], []
         for policy in {e.policy.version: e.policy for e in evaluations}.values():
             self.record_policy(policy)
         for e in evaluations:
             e.report["evidence"]["evaluated_at"] = now.isoformat()  # type: ignore[index]
-            atomic_write_text(
-                self.home.report_dir(e.spike_run_id) / "report.json", json.dumps(e.report, indent=2) + "\n"
-            )
+            run_trigger = trigger or e.trigger
             decisions.append(
                 rows.decision_row(
                     e.spike_run_id,
@@ -165,17 +169,23 @@ class EvidenceStore:
                     e.report["thresholds"],  # type: ignore[arg-type]
                     sources_json(e.report),
                     e.policy.version,
-                    trigger or e.trigger,
+                    run_trigger,
                     now,
                 )
             )
             checks.extend(rows.check_rows(e.spike_run_id, e.verdict, now))
             history.append(
-                rows.history_row(e.spike_run_id, e.revision.revision, e.verdict, e.policy.version, trigger or e.trigger, now)
+                rows.history_row(e.spike_run_id, e.revision.revision, e.verdict, e.policy.version, run_trigger, now)
             )
-        self.tables.write("decision_history", history, _ids(evaluations))
-        self.tables.write("gate_checks", checks, _ids(evaluations))
-        self.tables.write("gate_decisions", decisions, _ids(evaluations))
+        ids = _ids(evaluations)
+        batch = new_batch_id()
+        self.tables.write("gate_checks", checks, ids, batch=batch)
+        self.tables.write("gate_decisions", decisions, ids, batch=batch)
+        self.tables.write("decision_history", history, ids)
+        for e in evaluations:
+            atomic_write_text(
+                self.home.report_dir(e.spike_run_id) / "report.json", json.dumps(e.report, indent=2) + "\n"
+            )
 
     def refresh_reports(self, spike_run_ids: Sequence[str], policy: Policy) -> None:
         """Rewrite report.json and interpretation.md of these spike runs under ``policy`` (no table rows)."""

@@ -84,6 +84,14 @@ class EvidenceHome:
         return self.reports / check_spike_run_id(spike_run_id)
 
     def ensure(self) -> EvidenceHome:
-        for folder in (self.inbox, self.quarantine, self.payloads, self.reports, self.tables, self.policies, self.locks):
+        for folder in (
+            self.inbox,
+            self.quarantine,
+            self.payloads,
+            self.reports,
+            self.tables,
+            self.policies,
+            self.locks,
+        ):
             folder.mkdir(parents=True, exist_ok=True)
         return self

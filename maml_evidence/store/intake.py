@@ -42,14 +42,18 @@ def spike_run_id_for(payload: object, path: Path) -> str:
     try:
         return check_spike_run_id(path.stem)
     except StoreError as exc:
-        raise StoreError(f"{exc} (taken from the file name; set \"spike_run_id\" in the payload)") from None
+        raise StoreError(f'{exc} (taken from the file name; set "spike_run_id" in the payload)') from None
 
 
-def quarantine(home: EvidenceHome, path: Path, reason: str) -> Path:
+def quarantine_target(home: EvidenceHome, path: Path) -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    return home.quarantine / f"{stamp}-{path.name}"
+
+
+def quarantine(home: EvidenceHome, path: Path, reason: str, target: Path | None = None) -> Path:
     """Move an inbox file (copy any other file) into quarantine beside a readable reason."""
     home.quarantine.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    target = home.quarantine / f"{stamp}-{path.name}"
+    target = target or quarantine_target(home, path)
     inside_inbox = path.resolve().parent == home.inbox.resolve()
     atomic_write_text(
         target.with_name(target.name + ".reason.txt"),
@@ -133,14 +137,16 @@ def _intake_one(
                 current,
                 f"same content as revision {superseded.revision}, superseded by revision {current.revision}",
             )
+        target = quarantine_target(home, path)
         reason = (
             f"{path}: spike run {spike_run_id!r} already holds different evidence (revision {current.revision}, "
             f"sha256 {current.sha256[:12]}..., from {current.source_file}); this file's sha256 is {digest[:12]}.... "
             f"Evidence is never overwritten silently: to supersede it, run "
-            f"`maml-evidence ingest --replace {path.name}` (the earlier revision stays in history), "
+            f"`maml-evidence ingest --replace {target}` (the earlier revision stays in history), "
             f"or give this payload a new spike_run_id."
         )
-        return IntakeResult(path, QUARANTINED, spike_run_id, message=reason, quarantined_to=quarantine(home, path, reason))
+        moved = quarantine(home, path, reason, target)
+        return IntakeResult(path, QUARANTINED, spike_run_id, message=reason, quarantined_to=moved)
     revision = registry.accept(spike_run_id, data, str(path), accepted_by)
     seen[spike_run_id] = digest
     outcome = REPLACED if current is not None else ACCEPTED

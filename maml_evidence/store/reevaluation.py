@@ -8,6 +8,8 @@ and interpretations are rewritten only for spike runs whose decision changed.
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,12 +20,15 @@ from maml_evidence.policy import Policy
 from maml_evidence.store import rows
 from maml_evidence.store.catalog import query
 from maml_evidence.store.evidence import REEVALUATION, EvidenceStore
+from maml_evidence.store.tables import new_batch_id
 
 GATE_INPUTS_SQL = """
 SELECT d.spike_run_id, d.policy_version, d.decision, d.failed_check, r.revision,
        a.common_project_count, a.baseline_mean_steps, a.baseline_max_steps,
        a.mean_step_reduction, a.relative_step_reduction, acc.mean_accuracy_regression_pp,
-       c.extra_training_minutes, c.training_overhead_pct, r.payload_thresholds, r.payload_cost_profile
+       c.extra_training_minutes, c.training_overhead_pct, r.payload_thresholds, r.payload_cost_profile,
+       c.gpu_hour_usd, c.gpu_hour_usd_source, c.baseline_train_minutes, c.baseline_meta_train_minutes,
+       c.candidate_train_minutes, c.candidate_meta_train_minutes
 FROM gate_decisions d
 JOIN spike_runs r USING (spike_run_id)
 JOIN adaptation_summary a USING (spike_run_id)
@@ -55,6 +60,7 @@ class ReevaluationResult:
     timings: dict[str, float] = field(default_factory=dict)
     changed_verdicts: dict[str, Verdict] = field(default_factory=dict)
     damaged: list[str] = field(default_factory=list)
+    workers: int = 1
 
 
 def stale_policy_versions(store: EvidenceStore, policy: Policy) -> list[str]:
@@ -68,15 +74,99 @@ def stale_policy_versions(store: EvidenceStore, policy: Policy) -> list[str]:
 
 
 def _settings(policy: Policy, payload_thresholds: str, payload_cost: str):  # noqa: ANN202 - internal tuple
-    values, sources = resolve_settings(policy.values, json.loads(payload_thresholds or "{}"), json.loads(payload_cost or "{}"))
+    values, sources = resolve_settings(
+        policy.values, json.loads(payload_thresholds or "{}"), json.loads(payload_cost or "{}")
+    )
     thresholds = merge_thresholds({key: values[key] for key in THRESHOLD_KEYS})
-    return thresholds, thresholds.as_dict(), float(values["gpu_hour_usd"]), json.dumps(sources, sort_keys=True)
+    return (
+        thresholds,
+        thresholds.as_dict(),
+        float(values["gpu_hour_usd"]),
+        json.dumps(sources, sort_keys=True),
+        sources["gpu_hour_usd"],
+    )
+
+
+@dataclass
+class _Chunk:
+    """What one worker judged and wrote."""
+
+    mix: dict[str, int] = field(default_factory=dict)
+    changes: list[Change] = field(default_factory=list)
+    changed_verdicts: dict[str, Verdict] = field(default_factory=dict)
+
+
+# Set before forking workers so they inherit the rows instead of receiving them pickled.
+_RECORDS: list[tuple] = []
+PARALLEL_FROM = 20_000
+
+
+def _judge_and_write(home_root: str, policy: Policy, bounds: tuple[int, int], now: datetime, batch: str) -> _Chunk:
+    """Judge ``_RECORDS[bounds]`` with the gate core and write their rows (checks, then the committing decisions)."""
+    store = EvidenceStore(home_root)
+    version = policy.version
+    cache: dict[tuple[str, str], tuple] = {}
+    decisions, checks, history, change_rows, costs = [], [], [], [], []
+    result = _Chunk()
+    for (run_id, old_version, old_decision, old_failed, revision, count, b_mean, b_max, reduction, relative,
+         regression, extra, overhead, payload_thresholds, payload_cost, old_price, old_price_source,
+         *minutes) in _RECORDS[bounds[0] : bounds[1]]:  # fmt: skip
+        key = (payload_thresholds, payload_cost)
+        settings = cache.get(key)
+        if settings is None:
+            settings = cache[key] = _settings(policy, payload_thresholds, payload_cost)
+        thresholds, threshold_values, price, sources, price_source = settings
+        verdict = judge(
+            GateInputs(count, b_mean, b_max, reduction, relative, regression, extra, overhead), thresholds, price
+        )
+        result.mix[verdict.decision] = result.mix.get(verdict.decision, 0) + 1
+        decisions.append(rows.decision_row(run_id, verdict, threshold_values, sources, version, REEVALUATION, now))
+        checks.extend(rows.check_rows(run_id, verdict, now))
+        history.append(rows.history_row(run_id, revision, verdict, version, REEVALUATION, now))
+        if price != old_price or price_source != old_price_source:
+            costs.append(rows.cost_values_row(run_id, tuple(minutes), extra, overhead, verdict, price_source))
+        if verdict.decision != old_decision:
+            cause = flip_cause(old_failed, verdict.failed_check)
+            detail = next((c.reason for c in verdict.checks if c.name == cause), "")
+            result.changes.append(Change(run_id, old_decision, verdict.decision, cause, detail))
+            result.changed_verdicts[run_id] = verdict
+            change_rows.append(
+                {
+                    "spike_run_id": run_id,
+                    "from_policy_version": old_version,
+                    "to_policy_version": version,
+                    "from_decision": old_decision,
+                    "to_decision": verdict.decision,
+                    "cause_check": cause,
+                    "cause_detail": detail,
+                    "changed_at": now,
+                }
+            )
+    ids = [record[0] for record in _RECORDS[bounds[0] : bounds[1]]]
+    tables = store.tables
+    tables.write("gate_checks", checks, ids, compact=False, batch=batch)
+    tables.write("gate_decisions", decisions, ids, compact=False, batch=batch)
+    tables.write("decision_history", history, ids, compact=False)
+    if costs:
+        tables.write("cost_metrics", costs, [row["spike_run_id"] for row in costs], compact=False)
+    if change_rows:
+        tables.write("decision_changes", change_rows, [c.spike_run_id for c in result.changes], compact=False)
+    return result
+
+
+def _run_chunk(args: tuple) -> _Chunk:  # noqa: ANN001 - a pool task
+    return _judge_and_write(*args)
 
 
 def reevaluate(
     store: EvidenceStore, policy: Policy | None = None, *, force: bool = False, refresh_reports: bool = True
 ) -> ReevaluationResult:
-    """Re-judge every stored spike run under ``policy`` (default: the policy file in force)."""
+    """Re-judge every stored spike run under ``policy`` (default: the policy file in force).
+
+    Large histories are split across the machine's cores (forked workers, each judging and writing its share
+    as one batch per table); every run's checks and decision still commit together.
+    """
+    global _RECORDS
     timings: dict[str, float] = {}
     started = time.perf_counter()
     policy = policy if policy is not None else store.policy()
@@ -100,70 +190,59 @@ def reevaluate(
         )
 
     t0 = time.perf_counter()
+    store.record_policy(policy)
     now = datetime.now(UTC)
-    version = policy.version
-    cache: dict[tuple[str, str], tuple] = {}
-    decisions, checks, history, change_rows = [], [], [], []
+    batch = new_batch_id()
+    workers = min(os.cpu_count() or 1, 4) if len(records) >= PARALLEL_FROM and _can_fork() else 1
+    step = -(-len(records) // workers)
+    tasks = [
+        (str(store.home.root), policy, (i, min(i + step, len(records))), now, batch)
+        for i in range(0, len(records), step)
+    ]
+    _RECORDS = records
+    try:
+        if workers > 1:
+            with multiprocessing.get_context("fork").Pool(workers) as pool:
+                chunks = pool.map(_run_chunk, tasks)
+        else:
+            chunks = [_run_chunk(task) for task in tasks]
+    finally:
+        _RECORDS = []
+    timings["judge_and_write"] = time.perf_counter() - t0
+    mix: dict[str, int] = {}
     changes: list[Change] = []
     changed_verdicts: dict[str, Verdict] = {}
-    mix: dict[str, int] = {}
-    for (run_id, old_version, old_decision, old_failed, revision, count, b_mean, b_max, reduction, relative,
-         regression, extra, overhead, payload_thresholds, payload_cost) in records:  # fmt: skip
-        key = (payload_thresholds, payload_cost)
-        settings = cache.get(key)
-        if settings is None:
-            settings = cache[key] = _settings(policy, payload_thresholds, payload_cost)
-        thresholds, threshold_values, price, sources = settings
-        inputs = GateInputs(count, b_mean, b_max, reduction, relative, regression, extra, overhead)
-        verdict = judge(inputs, thresholds, price)
-        mix[verdict.decision] = mix.get(verdict.decision, 0) + 1
-        decisions.append(
-            rows.decision_row(run_id, verdict, threshold_values, sources, version, REEVALUATION, now)
-        )
-        checks.extend(rows.check_rows(run_id, verdict, now))
-        history.append(rows.history_row(run_id, revision, verdict, version, REEVALUATION, now))
-        if verdict.decision != old_decision:
-            cause = flip_cause(old_failed, verdict.failed_check)
-            detail = next((c.reason for c in verdict.checks if c.name == cause), "")
-            changes.append(Change(run_id, old_decision, verdict.decision, cause, detail))
-            changed_verdicts[run_id] = verdict
-            change_rows.append(
-                {
-                    "spike_run_id": run_id,
-                    "from_policy_version": old_version,
-                    "to_policy_version": version,
-                    "from_decision": old_decision,
-                    "to_decision": verdict.decision,
-                    "cause_check": cause,
-                    "cause_detail": detail,
-                    "changed_at": now,
-                }
-            )
-    timings["judge"] = time.perf_counter() - t0
+    for chunk in chunks:
+        for decision, n in chunk.mix.items():
+            mix[decision] = mix.get(decision, 0) + n
+        changes.extend(chunk.changes)
+        changed_verdicts.update(chunk.changed_verdicts)
 
     t0 = time.perf_counter()
-    ids = [r[0] for r in records]
-    store.record_policy(policy)
-    tables = store.tables
-    tables.write("decision_history", history, ids, compact=False)
-    if change_rows:
-        tables.write("decision_changes", change_rows, [c.spike_run_id for c in changes], compact=False)
-    tables.write("gate_checks", checks, ids, compact=False)
-    tables.write("gate_decisions", decisions, ids, compact=False)
-    timings["write"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    for table in ("decision_history", "decision_changes", "gate_checks", "gate_decisions"):
-        tables.compact_if_needed(table)
+    for table in ("decision_history", "decision_changes", "gate_checks", "gate_decisions", "cost_metrics"):
+        store.tables.compact_if_needed(table)
     timings["compact"] = time.perf_counter() - t0
 
     if refresh_reports and changes:
         t0 = time.perf_counter()
-        changed_ids = [c.spike_run_id for c in changes]
-        store.refresh_reports(changed_ids, policy)
+        store.refresh_reports([c.spike_run_id for c in changes], policy)
         timings["reports"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - started
-    return ReevaluationResult(policy, previous, len(records), changes, mix, timings=timings, changed_verdicts=changed_verdicts, damaged=damaged)
+    return ReevaluationResult(
+        policy,
+        previous,
+        len(records),
+        changes,
+        mix,
+        timings=timings,
+        changed_verdicts=changed_verdicts,
+        damaged=damaged,
+        workers=workers,
+    )
+
+
+def _can_fork() -> bool:
+    return "fork" in multiprocessing.get_all_start_methods()
 
 
 def latest_changes(store: EvidenceStore, policy_version: str) -> list[Change]:

@@ -83,9 +83,13 @@ class PayloadRegistry:
         try:
             data = path.read_bytes()
         except OSError as exc:
-            raise StoreError(f"{path}: stored payload of spike run {revision.spike_run_id!r} is missing: {exc}") from exc
+            raise StoreError(
+                f"{path}: stored payload of spike run {revision.spike_run_id!r} is missing: {exc}"
+            ) from exc
         if sha256_hex(data) != revision.sha256:
-            raise StoreError(f"{path}: stored payload of spike run {revision.spike_run_id!r} is damaged (sha256 mismatch)")
+            raise StoreError(
+                f"{path}: stored payload of spike run {revision.spike_run_id!r} is damaged (sha256 mismatch)"
+            )
         return data
 
     def known_ids(self) -> list[str]:

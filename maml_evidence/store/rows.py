@@ -12,7 +12,12 @@ Row = dict[str, object]
 
 
 def spike_run_row(
-    run_id: str, revision: Revision, payload: SpikePayload, metrics: GateMetrics, payload_path: str, ingested_at: datetime
+    run_id: str,
+    revision: Revision,
+    payload: SpikePayload,
+    metrics: GateMetrics,
+    payload_path: str,
+    ingested_at: datetime,
 ) -> Row:
     return {
         "spike_run_id": run_id,
@@ -90,14 +95,35 @@ def accuracy_summary_row(run_id: str, payload: SpikePayload, metrics: GateMetric
 
 
 def cost_row(run_id: str, metrics: GateMetrics, verdict: Verdict, price_source: str) -> Row:
+    minutes = (
+        metrics.baseline.train_minutes,
+        metrics.baseline.meta_train_minutes,
+        metrics.candidate.train_minutes,
+        metrics.candidate.meta_train_minutes,
+    )
+    inputs = metrics.inputs
+    return cost_values_row(
+        run_id, minutes, inputs.extra_training_minutes, inputs.training_overhead_pct, verdict, price_source
+    )
+
+
+def cost_values_row(
+    run_id: str,
+    minutes: tuple[float, float, float, float],
+    extra_training_minutes: float,
+    training_overhead_pct: float,
+    verdict: Verdict,
+    price_source: str,
+) -> Row:
+    """A cost_metrics row; ``minutes`` = baseline train, baseline meta-train, candidate train, candidate meta-train."""
     return {
         "spike_run_id": run_id,
-        "baseline_train_minutes": metrics.baseline.train_minutes,
-        "baseline_meta_train_minutes": metrics.baseline.meta_train_minutes,
-        "candidate_train_minutes": metrics.candidate.train_minutes,
-        "candidate_meta_train_minutes": metrics.candidate.meta_train_minutes,
-        "extra_training_minutes": metrics.inputs.extra_training_minutes,
-        "training_overhead_pct": metrics.inputs.training_overhead_pct,
+        "baseline_train_minutes": minutes[0],
+        "baseline_meta_train_minutes": minutes[1],
+        "candidate_train_minutes": minutes[2],
+        "candidate_meta_train_minutes": minutes[3],
+        "extra_training_minutes": extra_training_minutes,
+        "training_overhead_pct": training_overhead_pct,
         "gpu_hour_usd": verdict.gpu_hour_usd,
         "gpu_hour_usd_source": price_source,
         "extra_gpu_cost_usd_per_run": verdict.extra_gpu_cost_usd_per_run,

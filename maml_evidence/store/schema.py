@@ -34,6 +34,8 @@ class TableDef:
     doc: str
     columns: tuple[Column, ...]
     key: str = "spike_run_id"
+    # Rows count only once the same batch is committed in this table (written last by the same writer).
+    committed_by: str | None = None
 
     @property
     def schema(self) -> pa.Schema:
@@ -194,6 +196,7 @@ TABLES: dict[str, TableDef] = {
                 _c("reason", pa.string(), "the check's sentence with every observed number"),
                 _c("evaluated_at", TS, "when the check ran"),
             ),
+            committed_by="gate_decisions",
         ),
         TableDef(
             "decision_history",

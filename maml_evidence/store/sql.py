@@ -78,11 +78,8 @@ def run_query(home: EvidenceHome, sql: str) -> QueryResult:
     damaged: list[Damage] = []
     for name in TABLES:
         damaged.extend(ParquetTables(home).scan(name)[1])
-    if damaged:
-        # The catalog's views read every file and would fail outright; read the healthy ones instead.
-        connection = memory_connection(home)
-    else:
-        connection = catalog_connection(home)
+    # With damage the catalog's views (which read every file) would fail outright: read the healthy files.
+    connection = memory_connection(home) if damaged else catalog_connection(home)
     warnings = tuple(f"skipped {d.describe()}; run `maml-evidence doctor --repair`" for d in damaged)
     try:
         cursor = None

@@ -38,20 +38,36 @@ def _sql_str(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def view_sql(table: TableDef, files: Path | Sequence[Path]) -> str:
-    """The SELECT behind a table's view (over a folder's glob or a file list): newest batch per key, no placeholders."""
+def parquet_source(files: Path | Sequence[Path]) -> str:
+    """``read_parquet`` over a folder's glob (re-read by every query) or an explicit file list."""
     if isinstance(files, Path):
         listed = _sql_str(str(files / "*.parquet"))
     else:
         listed = "[" + ", ".join(_sql_str(str(f)) for f in files) + "]"
-    source = f"read_parquet({listed}, union_by_name = true)"
+    return f"read_parquet({listed}, union_by_name = true)"
+
+
+def _latest(source: str, key: str) -> str:
+    return f"SELECT * FROM {source} QUALIFY {BATCH_COLUMN} = max({BATCH_COLUMN}) OVER (PARTITION BY {key})"
+
+
+def view_sql(table: TableDef, files: Path | Sequence[Path], commit_files: Path | Sequence[Path] | None = None) -> str:
+    """The SELECT behind a table's view: newest batch per key, no placeholders.
+
+    A table ``committed_by`` another shows a key's rows only from the batch that other table currently holds
+    for it, so a writer that died between the two writes never shows half an evaluation.
+    """
+    source = parquet_source(files)
     hidden = f"EXCLUDE ({BATCH_COLUMN}, {PRESENT_COLUMN})"
     if table.kind == "history":
         return f"SELECT * {hidden} FROM {source} WHERE {PRESENT_COLUMN}"
-    return (
-        f"SELECT * {hidden} FROM (SELECT * FROM {source} "
-        f"QUALIFY {BATCH_COLUMN} = max({BATCH_COLUMN}) OVER (PARTITION BY {table.key})) WHERE {PRESENT_COLUMN}"
-    )
+    if table.committed_by is not None and commit_files is not None:
+        commits = f"SELECT {table.key}, {BATCH_COLUMN} FROM ({_latest(parquet_source(commit_files), table.key)})"
+        return (
+            f"SELECT * {hidden} FROM {source} SEMI JOIN ({commits}) USING ({table.key}, {BATCH_COLUMN}) "
+            f"WHERE {PRESENT_COLUMN}"
+        )
+    return f"SELECT * {hidden} FROM ({_latest(source, table.key)}) WHERE {PRESENT_COLUMN}"
 
 
 def _to_arrow(definition: TableDef, records: Sequence[Mapping[str, object]], batch: str, present: int) -> pa.Table:
@@ -144,10 +160,14 @@ class ParquetTables:
         keys: Iterable[str],
         *,
         compact: bool = True,
+        batch: str | None = None,
     ) -> Path:
-        """Write one batch: ``rows`` become the current rows of every key in ``keys`` (none: a placeholder)."""
+        """Write one batch: ``rows`` become the current rows of every key in ``keys`` (none: a placeholder).
+
+        Pass the same ``batch`` to tables written together, the committing table last.
+        """
         definition = TABLES[table]
-        batch = new_batch_id()
+        batch = batch or new_batch_id()
         keys = list(dict.fromkeys(keys))
         covered = {row[definition.key] for row in rows}
         missing = [key for key in keys if key not in covered]
@@ -161,7 +181,9 @@ class ParquetTables:
             raise StoreError(f"{table}: rows do not match the table's columns: {exc}") from exc
         directory = self.directory(table)
         directory.mkdir(parents=True, exist_ok=True)
-        path = self._write_file(directory, f"b-{batch}.parquet", data, keys or sorted(covered))
+        # a batch may span files (parallel writers share it): the name adds its own uniqueness
+        name = f"b-{batch}-{uuid.uuid4().hex[:8]}.parquet"
+        path = self._write_file(directory, name, data, keys or sorted(covered))
         if compact:
             self.compact_if_needed(table)
         return path
@@ -186,15 +208,20 @@ class ParquetTables:
             if len(files) <= 1:
                 return False
             directory = self.directory(table)
-            listed = "[" + ", ".join(_sql_str(str(f)) for f in files) + "]"
-            source = f"read_parquet({listed}, union_by_name = true)"
-            if definition.kind == "current":
+            source = parquet_source(files)
+            key = definition.key
+            if definition.kind == "history":
+                select = f"SELECT * FROM {source}"
+            elif definition.committed_by is not None:
+                # keep the committed batch and anything newer (a writer may be about to commit it)
+                commits = _latest(parquet_source(self.directory(definition.committed_by)), key)
                 select = (
-                    f"SELECT * FROM {source} QUALIFY {BATCH_COLUMN} = max({BATCH_COLUMN}) "
-                    f"OVER (PARTITION BY {definition.key}) ORDER BY {definition.key}"
+                    f"SELECT t.* FROM {source} t LEFT JOIN (SELECT {key}, {BATCH_COLUMN} AS committed FROM "
+                    f"({commits})) c USING ({key}) WHERE c.committed IS NULL OR t.{BATCH_COLUMN} >= c.committed "
+                    f"ORDER BY {key}"
                 )
             else:
-                select = f"SELECT * FROM {source}"
+                select = f"{_latest(source, key)} ORDER BY {key}"
             connection = duckdb.connect()
             try:
                 merged = connection.sql(select).to_arrow_table()

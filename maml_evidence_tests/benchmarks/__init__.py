@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m maml_evidence_tests.benchmarks` prints one JSON object of figures (not part of the quick suite)."""

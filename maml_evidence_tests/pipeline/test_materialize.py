@@ -1,0 +1,168 @@
+"""All six sample payloads materialized in one run against a real Dagster instance and evidence home."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+
+import dagster as dg
+import pytest
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+
+from maml_evidence_tests.pipeline.conftest import ENABLE_SAMPLE, SAMPLE_DECISIONS, Pipeline, open_pipeline
+
+ASSETS = [
+    "spike_payload",
+    "adaptation_metrics",
+    "accuracy_metrics",
+    "cost_metrics",
+    "decision_report",
+    "interpretation",
+]
+TABLE_ASSETS = ["spike_payload", "adaptation_metrics", "accuracy_metrics", "cost_metrics"]
+# Dagster check -> (asset it judges, gate_decisions column it reports; None: the decision itself)
+CHECKS = {
+    "enough_projects": ("adaptation_metrics", "enough_projects"),
+    "adaptation_triggered": ("adaptation_metrics", "adaptation_triggered"),
+    "effectiveness": ("adaptation_metrics", "effectiveness_ok"),
+    "accuracy_guard": ("accuracy_metrics", "accuracy_ok"),
+    "cost_guard": ("cost_metrics", "cost_ok"),
+    "maml_gate": ("decision_report", None),
+}
+IDS = list(SAMPLE_DECISIONS)
+
+
+class Materialized:
+    def __init__(self, pipeline: Pipeline, result: dg.ExecuteInProcessResult) -> None:
+        self.pipeline = pipeline
+        self.result = result
+        self.materializations = {
+            (e.asset_key.to_user_string(), e.materialization.partition): e.materialization
+            for e in result.get_asset_materialization_events()
+        }
+        self.evaluations = result.get_asset_check_evaluations()
+
+
+@pytest.fixture(scope="module")
+def materialized(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Materialized]:
+    with pytest.MonkeyPatch.context() as mp, open_pipeline(tmp_path_factory.mktemp("six"), mp) as pipeline:
+        pipeline.drop_samples()
+        accepted = [r.spike_run_id for r in pipeline.intake() if r.needs_run]
+        assert accepted == IDS  # added in this order, so IDS[0]...IDS[-1] is exactly these six
+        result = pipeline.run(IDS)
+        yield Materialized(pipeline, result)
+
+
+def test_one_run_materializes_every_asset_of_every_partition(materialized: Materialized) -> None:
+    assert materialized.result.success
+    runs = materialized.pipeline.instance.get_runs()
+    assert len(runs) == 1
+    assert sorted(materialized.materializations) == sorted((a, i) for a in ASSETS for i in IDS)
+    assert len(materialized.result.get_asset_materialization_events()) == len(ASSETS) * len(IDS)
+
+
+def test_all_six_decisions_are_in_the_store(materialized: Materialized) -> None:
+    decisions = {run_id: row["decision"] for run_id, row in materialized.pipeline.store.decisions().items()}
+    assert decisions == SAMPLE_DECISIONS
+
+
+def test_each_spike_run_has_its_report_interpretation_and_payload(materialized: Materialized) -> None:
+    reports = materialized.pipeline.home / "reports"
+    for run_id, decision in SAMPLE_DECISIONS.items():
+        folder = reports / run_id
+        report = json.loads((folder / "report.json").read_text(encoding="utf-8"))
+        assert report["decision"] == decision
+        assert report["evidence"]["spike_run_id"] == run_id
+        assert decision in (folder / "interpretation.md").read_text(encoding="utf-8")
+        stored = json.loads((folder / "payload.json").read_text(encoding="utf-8"))
+        assert stored["spike_run_id"] == run_id
+
+
+def test_decision_report_metadata_says_why(materialized: Materialized) -> None:
+    for run_id, decision in SAMPLE_DECISIONS.items():
+        metadata = materialized.materializations[("decision_report", run_id)].metadata
+        assert metadata["decision"].value == decision
+        assert metadata["maml_recommended"].value is (decision == "enable_maml")
+        preview = metadata["preview"]
+        assert isinstance(preview, dg.MarkdownMetadataValue)
+        assert decision in preview.value
+        assert isinstance(metadata["dagster/column_schema"], dg.TableSchemaMetadataValue)
+
+
+def test_table_assets_carry_row_counts_and_column_schema(materialized: Materialized) -> None:
+    pipeline = materialized.pipeline
+    for asset in TABLE_ASSETS:
+        view = "spike_runs" if asset == "spike_payload" else asset
+        stored = dict(pipeline.sql(f"SELECT spike_run_id, count(*) FROM {view} GROUP BY ALL"))
+        for run_id in IDS:
+            metadata = materialized.materializations[(asset, run_id)].metadata
+            assert metadata["dagster/row_count"].value == stored[run_id], (asset, run_id)
+            schema = metadata["dagster/column_schema"].value
+            assert isinstance(schema, dg.TableSchema)
+            assert "spike_run_id" in [c.name for c in schema.columns]
+    adaptation = materialized.materializations[("adaptation_metrics", ENABLE_SAMPLE)].metadata
+    assert isinstance(adaptation["per_project"], dg.MarkdownMetadataValue)
+    interpretation = materialized.materializations[("interpretation", ENABLE_SAMPLE)].metadata
+    assert "enable_maml" in interpretation["text"].value
+
+
+def test_exactly_one_evaluation_per_partition_per_check(materialized: Materialized) -> None:
+    counts = Counter((e.check_name, e.partition) for e in materialized.evaluations)
+    assert counts == Counter({(check, run_id): 1 for check in CHECKS for run_id in IDS})
+    for evaluation in materialized.evaluations:
+        assert evaluation.asset_key == dg.AssetKey(CHECKS[evaluation.check_name][0])
+
+
+def test_maml_gate_passes_only_for_enable_and_deferrals_warn(materialized: Materialized) -> None:
+    gate = {e.partition: e for e in materialized.evaluations if e.check_name == "maml_gate"}
+    assert {run_id for run_id, e in gate.items() if e.passed} == {ENABLE_SAMPLE}
+    decisions = materialized.pipeline.store.decisions()
+    for run_id, evaluation in gate.items():
+        assert evaluation.severity == dg.AssetCheckSeverity.WARN
+        assert evaluation.metadata["decision"].value == SAMPLE_DECISIONS[run_id]
+        failed = decisions[run_id]["failed_check"]
+        assert evaluation.metadata["failed_check"].value == (failed or "none")
+        if run_id != ENABLE_SAMPLE:
+            assert failed, run_id
+
+
+def test_core_checks_agree_with_the_store_and_carry_observed_and_threshold(materialized: Materialized) -> None:
+    decisions = materialized.pipeline.store.decisions()
+    for evaluation in materialized.evaluations:
+        column = CHECKS[evaluation.check_name][1]
+        if column is None:
+            continue
+        assert evaluation.passed is decisions[evaluation.partition][column], (
+            evaluation.check_name,
+            evaluation.partition,
+        )
+        keys = list(evaluation.metadata)
+        assert any(k.startswith("observed") for k in keys), keys
+        assert any(k.startswith("threshold") for k in keys), keys
+        assert evaluation.metadata["decision"].value == SAMPLE_DECISIONS[evaluation.partition]
+
+
+def test_instance_records_a_resolved_status_per_partition(materialized: Materialized) -> None:
+    """Guards the Dagster-internal path behind the UI's per-partition check status (see FACTS.md)."""
+    instance = materialized.pipeline.instance
+    for check, (asset, _column) in CHECKS.items():
+        key = dg.AssetCheckKey(dg.AssetKey(asset), check)
+        records = instance.event_log_storage.get_asset_check_execution_history(key, limit=100)
+        by_partition = Counter(r.partition for r in records)
+        assert by_partition == Counter(IDS), (check, by_partition)
+        latest = {
+            r.partition_key: r.storage_id
+            for r in instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=IDS), limit=100
+            ).records
+        }
+        for record in records:
+            assert record.status in (AssetCheckExecutionRecordStatus.SUCCEEDED, AssetCheckExecutionRecordStatus.FAILED)
+            assert record.evaluation is not None
+            target = record.evaluation.target_materialization_data
+            assert target is not None, (check, record.partition)
+            assert target.storage_id == latest[record.partition]
+            if check == "maml_gate":
+                expected = record.partition == ENABLE_SAMPLE
+                assert (record.status == AssetCheckExecutionRecordStatus.SUCCEEDED) is expected

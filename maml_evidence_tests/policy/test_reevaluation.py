@@ -1,0 +1,212 @@
+"""A policy change re-judges history: exactly the decisions the gate core predicts flip, and the history says so."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from maml_evidence import evaluate_feasibility
+from maml_evidence.gate import CHECK_NAMES, THRESHOLD_KEYS, flip_cause
+from maml_evidence.policy import load_policy
+from maml_evidence.store.reevaluation import reevaluate
+from maml_evidence_tests.policy.conftest import PAYLOADS, POLICY_B, Home, oracle
+
+
+def flips(old: dict[str, dict], new: dict[str, dict]) -> dict[str, tuple[str, str, str | None]]:
+    """run -> (from, to, cause) where the oracle's decision differs."""
+    return {
+        run_id: (
+            old[run_id]["decision"],
+            new[run_id]["decision"],
+            flip_cause(old[run_id]["failed_check"], new[run_id]["failed_check"]),
+        )
+        for run_id in old
+        if old[run_id]["decision"] != new[run_id]["decision"]
+    }
+
+
+def assert_current_matches(home: Home, reports: dict[str, dict], version: str, trigger: str) -> None:
+    """gate_decisions and gate_checks hold, for every spike run, exactly the core's judgement."""
+    decisions = home.decisions()
+    assert set(decisions) == set(reports)
+    for run_id, report in reports.items():
+        row = decisions[run_id]
+        assert (row["decision"], row["failed_check"]) == (report["decision"], report["failed_check"]), run_id
+        assert row["maml_recommended"] is (report["decision"] == "enable_maml")
+        assert {name: row[name] for name in CHECK_NAMES} == report["checks"], run_id
+        assert {key: row[key] for key in THRESHOLD_KEYS} == report["thresholds"], run_id
+        assert row["gpu_hour_usd"] == report["cost"]["assumptions"]["gpu_hour_usd"], run_id
+        assert row["extra_gpu_cost_usd_per_run"] == pytest.approx(
+            report["cost"]["extra_gpu_cost_usd_per_run"], abs=1e-4
+        )
+        sources = {**report["threshold_sources"], "gpu_hour_usd": report["cost"]["assumptions"]["gpu_hour_usd_source"]}
+        assert json.loads(str(row["threshold_sources"])) == sources, run_id
+        assert (row["policy_version"], row["trigger"]) == (version, trigger), run_id
+    checks = home.rows("SELECT spike_run_id, check_name, passed, reason FROM gate_checks")
+    assert len(checks) == len(reports) * len(CHECK_NAMES)
+    for check in checks:
+        details = reports[check["spike_run_id"]]["check_details"][check["check_name"]]
+        assert (check["passed"], check["reason"]) == (details["passed"], details["reason"]), check
+
+
+def assert_changes(home: Home, expected: dict, old: dict, new: dict, from_version: str, to_version: str) -> None:
+    rows = home.rows("SELECT * FROM decision_changes WHERE to_policy_version = ?", [to_version])
+    assert {r["spike_run_id"]: (r["from_decision"], r["to_decision"], r["cause_check"]) for r in rows} == expected
+    assert len(rows) == len(expected)  # one row per flipped run, no duplicates
+    for r in rows:
+        run_id, cause = r["spike_run_id"], r["cause_check"]
+        assert r["from_policy_version"] == from_version
+        # independently of flip_cause: the cause is a check whose outcome changed, and its sentence is the new one
+        assert old[run_id]["checks"][cause] != new[run_id]["checks"][cause], r
+        assert r["cause_detail"] == new[run_id]["check_details"][cause]["reason"]
+    assert len({r["changed_at"] for r in rows}) <= 1
+
+
+def history(home: Home) -> dict[str, list[dict]]:
+    found: dict[str, list[dict]] = {}
+    for row in home.rows("SELECT * FROM decision_history ORDER BY evaluated_at"):
+        found.setdefault(str(row["spike_run_id"]), []).append(row)
+    return found
+
+
+def test_policy_change_flips_exactly_the_expected_decisions(home: Home) -> None:
+    old, new = oracle(), oracle(POLICY_B)
+    expected = flips(old, new)
+    # the scenario is worth testing: flips both ways, three different causes, most runs unchanged
+    assert len(expected) == 6 and 0 < len(expected) < len(PAYLOADS)
+    assert {cause for _f, _t, cause in expected.values()} == {"enough_projects", "accuracy_ok", "cost_ok"}
+    assert any(to == "enable_maml" for _f, to, _c in expected.values())
+    # a run whose payload pins the changed keys must not move, though the policy alone would move it
+    unpinned = {k: v for k, v in PAYLOADS["pinned-support-bots"].items() if k not in ("thresholds", "cost_profile")}
+    assert evaluate_feasibility(unpinned, policy=POLICY_B)["decision"] != old["pinned-support-bots"]["decision"]
+    assert "pinned-support-bots" not in expected
+
+    v0 = load_policy(home.policy_file).version
+    history_before = history(home)
+    home.write_policy(POLICY_B)
+    vb = load_policy(home.policy_file).version
+    assert vb != v0
+
+    result = reevaluate(home.store)
+    assert result.skipped_reason is None
+    assert result.evaluated == len(PAYLOADS)
+    assert result.previous_versions == [v0]
+    assert {c.spike_run_id: (c.from_decision, c.to_decision, c.cause_check) for c in result.changes} == expected
+    mix: dict[str, int] = {}
+    for report in new.values():
+        mix[report["decision"]] = mix.get(report["decision"], 0) + 1
+    assert result.decision_mix == mix
+
+    assert_current_matches(home, new, vb, "re-evaluation")
+    assert_changes(home, expected, old, new, v0, vb)
+
+    after = history(home)
+    assert set(after) == set(PAYLOADS)
+    for run_id, rows in after.items():
+        assert rows[:-1] == history_before[run_id]  # nothing earlier rewritten
+        last = rows[-1]
+        assert len(rows) == len(history_before[run_id]) + 1
+        assert (last["trigger"], last["policy_version"], last["revision"]) == ("re-evaluation", vb, 1)
+        assert (last["decision"], last["failed_check"]) == (new[run_id]["decision"], new[run_id]["failed_check"])
+        assert {name: last[name] for name in CHECK_NAMES} == new[run_id]["checks"]
+
+    policies = {r["policy_version"]: r for r in home.rows("SELECT * FROM threshold_policies")}
+    assert set(policies) == {v0, vb}
+    assert json.loads(str(policies[vb]["policy_keys_set"])) == POLICY_B
+    assert policies[vb]["source"] == str(home.policy_file)
+
+    for run_id in PAYLOADS:
+        report = home.store.read_report(run_id)
+        assert report["decision"] == new[run_id]["decision"], run_id  # no report shows a stale decision
+        if run_id in expected:
+            assert report["evidence"]["policy_version"] == vb
+            assert report["thresholds"] == new[run_id]["thresholds"]
+            assert report["threshold_sources"] == new[run_id]["threshold_sources"]
+            interpretation = (home.evidence / "reports" / run_id / "interpretation.md").read_text(encoding="utf-8")
+            assert f"`{new[run_id]['decision']}`" in interpretation.splitlines()[0]
+
+    # the same policy again: nothing to do, nothing written
+    counts = home.counts()
+    again = reevaluate(home.store)
+    assert again.skipped_reason and vb in again.skipped_reason
+    assert (again.evaluated, again.changes) == (0, [])
+    assert home.counts() == counts
+
+    # forced: every run judged again (history grows), but nothing flips
+    forced = reevaluate(home.store, force=True)
+    assert (forced.evaluated, forced.changes) == (len(PAYLOADS), [])
+    assert home.counts()["decision_history"] == counts["decision_history"] + len(PAYLOADS)
+    assert home.counts()["decision_changes"] == counts["decision_changes"]
+    assert_current_matches(home, new, vb, "re-evaluation")
+
+
+def test_reverting_the_policy_flips_back_between_consecutive_versions(home: Home) -> None:
+    old, new = oracle(), oracle(POLICY_B)
+    v0 = load_policy(home.policy_file).version
+    home.write_policy(POLICY_B)
+    vb = load_policy(home.policy_file).version
+    reevaluate(home.store)
+
+    home.policy_file.unlink()  # back to the spec's defaults: the first version again
+    result = reevaluate(home.store)
+    back = flips(new, old)
+    assert {c.spike_run_id: (c.from_decision, c.to_decision, c.cause_check) for c in result.changes} == back
+    assert set(back) == set(flips(old, new))
+    assert_current_matches(home, old, v0, "re-evaluation")
+    assert_changes(home, back, new, old, vb, v0)
+    assert home.counts()["decision_changes"] == 2 * len(back)
+    assert sorted(r["policy_version"] for r in home.rows("SELECT policy_version FROM threshold_policies")) == sorted(
+        [v0, vb]
+    )
+    for run_id, rows in history(home).items():
+        assert [(r["trigger"], r["policy_version"]) for r in rows] == [
+            ("ingest", v0),
+            ("re-evaluation", vb),
+            ("re-evaluation", v0),
+        ], run_id
+
+
+def test_reevaluate_command(home: Home) -> None:
+    old, new = oracle(), oracle(POLICY_B)
+    expected = flips(old, new)
+    v0 = load_policy(home.policy_file).version
+    home.write_policy(POLICY_B)
+    vb = load_policy(home.policy_file).version
+
+    result = home.cli("reevaluate")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"policy {vb} ")
+    assert f"re-evaluated {len(PAYLOADS)} spike runs" in result.stdout
+    assert f"{len(expected)} decisions changed" in result.stdout
+    for run_id, (before, after, cause) in expected.items():
+        assert f"  {run_id}: {before} -> {after} (cause: {cause})" in lines
+    assert_current_matches(home, new, vb, "re-evaluation")
+    assert_changes(home, expected, old, new, v0, vb)
+
+    again = home.cli("reevaluate")
+    assert again.returncode == 0, again.stderr
+    assert "nothing to do" in again.stdout
+    assert home.counts()["decision_history"] == 2 * len(PAYLOADS)
+
+    instance = home.instance()
+    try:
+        runs = [r for r in instance.get_runs() if r.job_name == "reevaluate_history"]
+        assert len(runs) == 2 and all(r.is_success for r in runs)
+    finally:
+        instance.dispose()
+
+
+def test_cost_metrics_follow_a_new_gpu_price(home: Home) -> None:
+    """cost_metrics is documented as "MAML's extra cost at the price in force"."""
+    home.write_policy({"gpu_hour_usd": 6.0})
+    reevaluate(home.store)
+    rows = home.rows(
+        "SELECT d.spike_run_id, d.gpu_hour_usd AS decided, c.gpu_hour_usd AS costed, c.gpu_hour_usd_source AS source, "
+        "d.extra_gpu_cost_usd_per_run AS decided_usd, c.extra_gpu_cost_usd_per_run AS costed_usd "
+        "FROM gate_decisions d JOIN cost_metrics c USING (spike_run_id)"
+    )
+    sample = next(r for r in rows if r["spike_run_id"] == "2026-10-13-legal-summaries-fast-enough")
+    assert sample["decided"] == 6.0
+    assert [(r["spike_run_id"], r["costed"], r["source"]) for r in rows if r["costed"] != r["decided"]] == []
