@@ -192,9 +192,9 @@ def interpretation(context: dg.AssetExecutionContext, evidence: EvidenceStoreRes
     keys = context.partition_keys
     for key in keys:
         path, text = store.write_interpretation(key)
-        context.add_asset_metadata(
-            {"path": dg.MetadataValue.path(str(path)), "text": dg.MetadataValue.md(text)}, partition_key=key
-        )
+        # the full text is decision_report's "preview"; here the file and its headline
+        headline = next((line.strip("* ") for line in text.splitlines() if line.startswith("**")), "")
+        context.add_asset_metadata({"path": dg.MetadataValue.path(str(path)), "headline": headline}, partition_key=key)
     return dg.MaterializeResult(metadata={"spike_runs": len(keys)})
 
 

@@ -110,7 +110,6 @@ def check_evaluation(
         metadata=metadata,
         partition=spike_run_id,
         target_materialization_data=target,
-        description=spec.description,
     )
 
 

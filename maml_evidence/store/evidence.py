@@ -32,6 +32,8 @@ from maml_evidence.store.tables import Damage, ParquetTables, new_batch_id
 INGEST, REPLACE, REEVALUATION = "ingest", "replace", "re-evaluation"
 LOG = logging.getLogger("maml_evidence")
 # Tables with exactly one row per evaluated spike run.
+EVALUATION_CACHE_SIZE = 50_000
+_EVALUATIONS: dict[tuple[str, str, str, int, str], Evaluation] = {}
 PER_RUN_TABLES = ("spike_runs", "adaptation_summary", "accuracy_summary", "cost_metrics", "gate_decisions")
 
 
@@ -80,21 +82,43 @@ class EvidenceStore:
             raise StoreError(f"stored payload of spike run {spike_run_id!r} no longer validates: {exc}") from exc
 
     def evaluate(self, spike_run_ids: Iterable[str], policy: Policy | None = None) -> list[Evaluation]:
+        """Judge each spike run's current revision; results are shared by the steps of one process.
+
+        Every asset and check of a run needs the same evaluation; it depends only on the stored revision and
+        the policy, so it is computed once per (revision, policy) and reused (the gate core is deterministic).
+        """
         policy = policy if policy is not None else self.policy()
         evaluations = []
         for run_id in spike_run_ids:
-            revision, payload = self.load(run_id)
-            metrics, verdict, report = evaluate_payload(payload, policy.values)
-            report["evidence"] = {
-                "spike_run_id": run_id,
-                "revision": revision.revision,
-                "sha256": revision.sha256,
-                "source_file": revision.source_file,
-                "policy_version": policy.version,
-                "policy_source": policy.source,
-            }
-            evaluations.append(Evaluation(run_id, revision, payload, metrics, verdict, report, policy))
+            revision = self.registry.current(run_id)
+            key = (
+                str(self.home.root),
+                run_id,
+                revision.sha256 if revision else "",
+                revision.revision if revision else 0,
+                policy.version,
+            )
+            cached = _EVALUATIONS.get(key)
+            if cached is None:
+                cached = self._evaluate_one(run_id, policy)
+                if len(_EVALUATIONS) >= EVALUATION_CACHE_SIZE:
+                    _EVALUATIONS.pop(next(iter(_EVALUATIONS)))
+                _EVALUATIONS[key] = cached
+            evaluations.append(cached)
         return evaluations
+
+    def _evaluate_one(self, run_id: str, policy: Policy) -> Evaluation:
+        revision, payload = self.load(run_id)
+        metrics, verdict, report = evaluate_payload(payload, policy.values)
+        report["evidence"] = {
+            "spike_run_id": run_id,
+            "revision": revision.revision,
+            "sha256": revision.sha256,
+            "source_file": revision.source_file,
+            "policy_version": policy.version,
+            "policy_source": policy.source,
+        }
+        return Evaluation(run_id, revision, payload, metrics, verdict, report, policy)
 
     # -- writers, one per asset ---------------------------------------------------------------------------
     def write_spike_runs(self, evaluations: Sequence[Evaluation]) -> Path:
@@ -160,7 +184,6 @@ class EvidenceStore:
         for policy in {e.policy.version: e.policy for e in evaluations}.values():
             self.record_policy(policy)
         for e in evaluations:
-            e.report["evidence"]["evaluated_at"] = now.isoformat()  # type: ignore[index]
             run_trigger = trigger or e.trigger
             decisions.append(
                 rows.decision_row(
@@ -183,19 +206,18 @@ class EvidenceStore:
         self.tables.write("gate_decisions", decisions, ids, batch=batch)
         self.tables.write("decision_history", history, ids)
         for e in evaluations:
-            atomic_write_text(
-                self.home.report_dir(e.spike_run_id) / "report.json", json.dumps(e.report, indent=2) + "\n"
-            )
+            report = {**e.report, "evidence": {**e.report["evidence"], "evaluated_at": now.isoformat()}}  # type: ignore[dict-item]
+            atomic_write_text(self.home.report_dir(e.spike_run_id) / "report.json", json.dumps(report, indent=2) + "\n")
 
     def refresh_reports(self, spike_run_ids: Sequence[str], policy: Policy) -> None:
         """Rewrite report.json and interpretation.md of these spike runs under ``policy`` (no table rows)."""
         now = datetime.now(UTC).isoformat()
         for e in self.evaluate(spike_run_ids, policy):
-            e.report["evidence"]["evaluated_at"] = now  # type: ignore[index]
-            e.report["evidence"]["trigger"] = REEVALUATION  # type: ignore[index]
+            evidence = {**e.report["evidence"], "evaluated_at": now, "trigger": REEVALUATION}  # type: ignore[dict-item]
+            report = {**e.report, "evidence": evidence}
             folder = self.home.report_dir(e.spike_run_id)
-            atomic_write_text(folder / "report.json", json.dumps(e.report, indent=2) + "\n")
-            atomic_write_text(folder / "interpretation.md", render_interpretation(e.report))
+            atomic_write_text(folder / "report.json", json.dumps(report, indent=2) + "\n")
+            atomic_write_text(folder / "interpretation.md", render_interpretation(report))
 
     def write_interpretation(self, spike_run_id: str) -> tuple[Path, str]:
         """Render the stored report.json of a spike run as interpretation.md beside it."""

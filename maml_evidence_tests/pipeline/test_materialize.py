@@ -104,7 +104,8 @@ def test_table_assets_carry_row_counts_and_column_schema(materialized: Materiali
     adaptation = materialized.materializations[("adaptation_metrics", ENABLE_SAMPLE)].metadata
     assert isinstance(adaptation["per_project"], dg.MarkdownMetadataValue)
     interpretation = materialized.materializations[("interpretation", ENABLE_SAMPLE)].metadata
-    assert "enable_maml" in interpretation["text"].value
+    assert interpretation["headline"].value == "MAML is recommended now: enable it on top of LoRA."
+    assert interpretation["path"].value.endswith(f"reports/{ENABLE_SAMPLE}/interpretation.md")
 
 
 def test_exactly_one_evaluation_per_partition_per_check(materialized: Materialized) -> None:
