@@ -35,6 +35,7 @@ from typing import Any
 import pytest
 
 from maml_evidence.store import EvidenceStore
+from maml_evidence_tests.samples import SAMPLE_DECISIONS
 
 pytestmark = [
     pytest.mark.browser,
@@ -49,15 +50,6 @@ LOCATION = "maml_evidence.definitions"
 GROUP = "spike_evidence"
 EVALUATE_JOB = "evaluate_spike_runs"
 
-# The shipped samples (spike_run_id = file stem) and the decision each must reach.
-SAMPLE_DECISIONS = {
-    "2026-10-06-support-bots-enable": "enable_maml",
-    "2026-10-13-legal-summaries-fast-enough": "defer_maml_fast_enough",
-    "2026-10-20-code-review-low-effect": "defer_maml_low_effect",
-    "2026-10-27-medical-coding-accuracy-penalty": "defer_maml_accuracy_penalty",
-    "2026-11-03-translation-cost-too-high": "defer_maml_cost_too_high",
-    "2026-11-10-search-ranking-more-evidence": "collect_more_evidence",
-}
 ENABLE_RUN = "2026-10-06-support-bots-enable"
 COST_RUN = "2026-11-03-translation-cost-too-high"  # deferred: maml_gate warns with failed_check cost_ok
 UI_LAUNCH_RUN = "2026-10-20-code-review-low-effect"

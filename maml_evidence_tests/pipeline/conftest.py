@@ -19,20 +19,12 @@ from maml_evidence.defs.partitions import range_tags, spike_runs
 from maml_evidence.defs.resources import EvidenceStoreResource
 from maml_evidence.store import EvidenceStore
 from maml_evidence.store.intake import IntakeResult, intake_files
+from maml_evidence_tests.samples import SAMPLE_DECISIONS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_INBOX = REPO_ROOT / "data" / "inbox"
 BIN = Path(sys.executable).parent
 
-# The shipped sample payloads (spike_run_id = file stem) and the decision each must reach.
-SAMPLE_DECISIONS = {
-    "2026-10-06-support-bots-enable": "enable_maml",
-    "2026-10-13-legal-summaries-fast-enough": "defer_maml_fast_enough",
-    "2026-10-20-code-review-low-effect": "defer_maml_low_effect",
-    "2026-10-27-medical-coding-accuracy-penalty": "defer_maml_accuracy_penalty",
-    "2026-11-03-translation-cost-too-high": "defer_maml_cost_too_high",
-    "2026-11-10-search-ranking-more-evidence": "collect_more_evidence",
-}
 ENABLE_SAMPLE = "2026-10-06-support-bots-enable"
 EVALUATE_JOB = "evaluate_spike_runs"
 SENSOR = "spike_inbox_sensor"

@@ -10,15 +10,9 @@ import dagster as dg
 import pytest
 
 from maml_evidence_tests.pipeline.conftest import BIN, EVALUATE_JOB, REPO_ROOT, SENSOR, defs, prepare_dagster_home
+from maml_evidence_tests.samples import SPIKE_ASSET_NAMES
 
-SPIKE_ASSETS = [
-    "spike_payload",
-    "adaptation_metrics",
-    "accuracy_metrics",
-    "cost_metrics",
-    "decision_report",
-    "interpretation",
-]
+SPIKE_ASSETS = SPIKE_ASSET_NAMES
 CHECKS = {
     ("adaptation_metrics", "enough_projects"),
     ("adaptation_metrics", "adaptation_triggered"),

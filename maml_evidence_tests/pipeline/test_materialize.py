@@ -11,15 +11,9 @@ import pytest
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 from maml_evidence_tests.pipeline.conftest import ENABLE_SAMPLE, SAMPLE_DECISIONS, Pipeline, open_pipeline
+from maml_evidence_tests.samples import SPIKE_ASSET_NAMES
 
-ASSETS = [
-    "spike_payload",
-    "adaptation_metrics",
-    "accuracy_metrics",
-    "cost_metrics",
-    "decision_report",
-    "interpretation",
-]
+ASSETS = SPIKE_ASSET_NAMES
 TABLE_ASSETS = ["spike_payload", "adaptation_metrics", "accuracy_metrics", "cost_metrics"]
 # Dagster check -> (asset it judges, gate_decisions column it reports; None: the decision itself)
 CHECKS = {
