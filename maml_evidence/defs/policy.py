@@ -47,6 +47,8 @@ def decision_reevaluation(
         metadata["damaged_files_skipped"] = dg.MetadataValue.md("\n".join(f"- {d}" for d in result.damaged))
         for damage in result.damaged:
             context.log.warning(f"skipped {damage}; run `maml-evidence doctor --repair`")
+    if result.report_errors:
+        metadata["reports_not_refreshed"] = dg.MetadataValue.md("\n".join(f"- {e}" for e in result.report_errors[:50]))
     if result.skipped_reason:
         metadata["skipped"] = result.skipped_reason
     if result.changes:

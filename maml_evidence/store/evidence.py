@@ -209,15 +209,27 @@ class EvidenceStore:
             report = {**e.report, "evidence": {**e.report["evidence"], "evaluated_at": now.isoformat()}}  # type: ignore[dict-item]
             atomic_write_text(self.home.report_dir(e.spike_run_id) / "report.json", json.dumps(report, indent=2) + "\n")
 
-    def refresh_reports(self, spike_run_ids: Sequence[str], policy: Policy) -> None:
-        """Rewrite report.json and interpretation.md of these spike runs under ``policy`` (no table rows)."""
+    def refresh_reports(self, spike_run_ids: Sequence[str], policy: Policy) -> list[str]:
+        """Rewrite report.json and interpretation.md of these spike runs under ``policy`` (no table rows).
+
+        The decisions are already recorded; a run whose stored payload cannot be read keeps its old files and
+        is returned (with a warning) instead of failing the whole re-evaluation.
+        """
         now = datetime.now(UTC).isoformat()
-        for e in self.evaluate(spike_run_ids, policy):
+        failed = []
+        for run_id in spike_run_ids:
+            try:
+                [e] = self.evaluate([run_id], policy)
+            except StoreError as exc:
+                LOG.warning("report of %s not refreshed: %s (run `maml-evidence doctor`)", run_id, exc)
+                failed.append(f"{run_id}: {exc}")
+                continue
             evidence = {**e.report["evidence"], "evaluated_at": now, "trigger": REEVALUATION}  # type: ignore[dict-item]
             report = {**e.report, "evidence": evidence}
             folder = self.home.report_dir(e.spike_run_id)
             atomic_write_text(folder / "report.json", json.dumps(report, indent=2) + "\n")
             atomic_write_text(folder / "interpretation.md", render_interpretation(report))
+        return failed
 
     def write_interpretation(self, spike_run_id: str) -> tuple[Path, str]:
         """Render the stored report.json of a spike run as interpretation.md beside it."""

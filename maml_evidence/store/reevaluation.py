@@ -61,6 +61,7 @@ class ReevaluationResult:
     changed_verdicts: dict[str, Verdict] = field(default_factory=dict)
     damaged: list[str] = field(default_factory=list)
     workers: int = 1
+    report_errors: list[str] = field(default_factory=list)
 
 
 def stale_policy_versions(store: EvidenceStore, policy: Policy) -> list[str]:
@@ -223,9 +224,10 @@ def reevaluate(
         store.tables.compact_if_needed(table)
     timings["compact"] = time.perf_counter() - t0
 
+    report_errors: list[str] = []
     if refresh_reports and changes:
         t0 = time.perf_counter()
-        store.refresh_reports([c.spike_run_id for c in changes], policy)
+        report_errors = store.refresh_reports([c.spike_run_id for c in changes], policy)
         timings["reports"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - started
     return ReevaluationResult(
@@ -238,6 +240,7 @@ def reevaluate(
         changed_verdicts=changed_verdicts,
         damaged=damaged,
         workers=workers,
+        report_errors=report_errors,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -210,3 +211,37 @@ def test_cost_metrics_follow_a_new_gpu_price(home: Home) -> None:
     sample = next(r for r in rows if r["spike_run_id"] == "2026-10-13-legal-summaries-fast-enough")
     assert sample["decided"] == 6.0
     assert [(r["spike_run_id"], r["costed"], r["source"]) for r in rows if r["costed"] != r["decided"]] == []
+
+
+def test_an_unreadable_payload_does_not_undo_a_reevaluation(home: Home) -> None:
+    """The decisions are recorded; a flipped run whose stored payload is gone keeps its old report, named."""
+    expected = flips(oracle(), oracle(POLICY_B))
+    lost = sorted(expected)[0]
+    for path in (home.store.home.payloads / lost).glob("*.json"):
+        if path.name != "current.json":
+            path.unlink()
+    home.write_policy(POLICY_B)
+    result = reevaluate(home.store)
+    assert {c.spike_run_id for c in result.changes} == set(expected)
+    assert len(result.report_errors) == 1 and result.report_errors[0].startswith(f"{lost}:")
+    assert home.decisions()[lost]["decision"] == expected[lost][1]
+    others = [run_id for run_id in expected if run_id != lost]
+    for run_id in others:
+        report = json.loads((home.store.home.reports / run_id / "report.json").read_text())
+        assert report["decision"] == expected[run_id][1]
+
+
+def test_parallel_workers_give_the_same_result(home: Home, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large histories are split across forked workers; forcing that path on a small one changes nothing."""
+    from maml_evidence.store import reevaluation
+
+    monkeypatch.setattr(reevaluation, "PARALLEL_FROM", 1)
+    new = oracle(POLICY_B)
+    home.write_policy(POLICY_B)
+    result = reevaluate(home.store)
+    assert result.workers == min(os.cpu_count() or 1, 4)
+    assert {run_id: row["decision"] for run_id, row in home.decisions().items()} == {
+        run_id: report["decision"] for run_id, report in new.items()
+    }
+    checks = home.rows("SELECT spike_run_id, count(*) AS n FROM gate_checks GROUP BY 1")
+    assert {row["spike_run_id"]: row["n"] for row in checks} == dict.fromkeys(new, len(CHECK_NAMES))
