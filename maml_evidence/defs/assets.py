@@ -6,7 +6,7 @@ of any size is one Dagster run.
 
 import dagster as dg
 
-from maml_evidence.defs.metadata import column_schema, markdown_table
+from maml_evidence.defs.metadata import add_partition_metadata, column_schema, markdown_table
 from maml_evidence.defs.partitions import spike_runs
 from maml_evidence.defs.resources import EvidenceStoreResource
 from maml_evidence.gate import render_interpretation
@@ -27,23 +27,22 @@ def spike_payload(context: dg.AssetExecutionContext, evidence: EvidenceStoreReso
     store = evidence.store()
     evaluations = store.evaluate(context.partition_keys)
     path = store.write_spike_runs(evaluations)
+    by_partition: dict[str, dict[str, object]] = {}
     for e in evaluations:
-        context.add_asset_metadata(
-            {
-                "sha256": e.revision.sha256,
-                "revision": e.revision.revision,
-                "source_file": dg.MetadataValue.path(e.revision.source_file),
-                "accepted_at": e.revision.accepted_at,
-                "stored_payload": dg.MetadataValue.path(str(store.home.report_dir(e.spike_run_id) / "payload.json")),
-                "score_scale": e.payload.score_scale,
-                "baseline_projects": len(e.payload.baseline.projects),
-                "candidate_projects": len(e.payload.candidate.projects),
-                "common_projects": len(e.metrics.common_projects),
-                "unmatched_projects": ", ".join(e.metrics.baseline_only + e.metrics.candidate_only) or "none",
-                "dagster/row_count": 1,
-            },
-            partition_key=e.spike_run_id,
-        )
+        by_partition[e.spike_run_id] = {
+            "sha256": e.revision.sha256,
+            "revision": e.revision.revision,
+            "source_file": dg.MetadataValue.path(e.revision.source_file),
+            "accepted_at": e.revision.accepted_at,
+            "stored_payload": dg.MetadataValue.path(str(store.home.report_dir(e.spike_run_id) / "payload.json")),
+            "score_scale": e.payload.score_scale,
+            "baseline_projects": len(e.payload.baseline.projects),
+            "candidate_projects": len(e.payload.candidate.projects),
+            "common_projects": len(e.metrics.common_projects),
+            "unmatched_projects": ", ".join(e.metrics.baseline_only + e.metrics.candidate_only) or "none",
+            "dagster/row_count": 1,
+        }
+    add_partition_metadata(context, by_partition)
     return dg.MaterializeResult(
         metadata={"dagster/column_schema": column_schema("spike_runs"), "batch_file": dg.MetadataValue.path(str(path))}
     )
@@ -55,6 +54,7 @@ def adaptation_metrics(context: dg.AssetExecutionContext, evidence: EvidenceStor
     store = evidence.store()
     evaluations = store.evaluate(context.partition_keys)
     detail, summary = store.write_adaptation(evaluations)
+    by_partition: dict[str, dict[str, object]] = {}
     for e in evaluations:
         i, cand = e.metrics.inputs, e.metrics.candidate
         preview = markdown_table(
@@ -64,19 +64,17 @@ def adaptation_metrics(context: dg.AssetExecutionContext, evidence: EvidenceStor
                 for r in e.metrics.per_project
             ],
         )
-        context.add_asset_metadata(
-            {
-                "dagster/row_count": len(e.metrics.per_project),
-                "baseline_mean_steps": i.baseline_mean_steps,
-                "baseline_max_steps": i.baseline_max_steps,
-                "candidate_mean_steps": cand.mean_steps_to_target,
-                "candidate_max_steps": cand.max_steps_to_target,
-                "mean_step_reduction": i.mean_step_reduction,
-                "relative_step_reduction": i.relative_step_reduction,
-                "per_project": dg.MetadataValue.md(preview),
-            },
-            partition_key=e.spike_run_id,
-        )
+        by_partition[e.spike_run_id] = {
+            "dagster/row_count": len(e.metrics.per_project),
+            "baseline_mean_steps": i.baseline_mean_steps,
+            "baseline_max_steps": i.baseline_max_steps,
+            "candidate_mean_steps": cand.mean_steps_to_target,
+            "candidate_max_steps": cand.max_steps_to_target,
+            "mean_step_reduction": i.mean_step_reduction,
+            "relative_step_reduction": i.relative_step_reduction,
+            "per_project": dg.MetadataValue.md(preview),
+        }
+    add_partition_metadata(context, by_partition)
     return dg.MaterializeResult(
         metadata={
             "dagster/column_schema": column_schema("adaptation_metrics"),
@@ -92,6 +90,7 @@ def accuracy_metrics(context: dg.AssetExecutionContext, evidence: EvidenceStoreR
     store = evidence.store()
     evaluations = store.evaluate(context.partition_keys)
     detail, summary = store.write_accuracy(evaluations)
+    by_partition: dict[str, dict[str, object]] = {}
     for e in evaluations:
         preview = markdown_table(
             ["project", "target (pp)", "LoRA-only final", "LoRA+MAML final", "delta (pp)"],
@@ -106,17 +105,15 @@ def accuracy_metrics(context: dg.AssetExecutionContext, evidence: EvidenceStoreR
                 for r in e.metrics.per_project
             ],
         )
-        context.add_asset_metadata(
-            {
-                "dagster/row_count": len(e.metrics.per_project),
-                "score_scale": e.payload.score_scale,
-                "baseline_mean_final_accuracy_pp": e.metrics.baseline.mean_final_accuracy_pp,
-                "candidate_mean_final_accuracy_pp": e.metrics.candidate.mean_final_accuracy_pp,
-                "mean_accuracy_regression_pp": e.metrics.inputs.mean_accuracy_regression_pp,
-                "per_project": dg.MetadataValue.md(preview),
-            },
-            partition_key=e.spike_run_id,
-        )
+        by_partition[e.spike_run_id] = {
+            "dagster/row_count": len(e.metrics.per_project),
+            "score_scale": e.payload.score_scale,
+            "baseline_mean_final_accuracy_pp": e.metrics.baseline.mean_final_accuracy_pp,
+            "candidate_mean_final_accuracy_pp": e.metrics.candidate.mean_final_accuracy_pp,
+            "mean_accuracy_regression_pp": e.metrics.inputs.mean_accuracy_regression_pp,
+            "per_project": dg.MetadataValue.md(preview),
+        }
+    add_partition_metadata(context, by_partition)
     return dg.MaterializeResult(
         metadata={
             "dagster/column_schema": column_schema("accuracy_metrics"),
@@ -132,19 +129,18 @@ def cost_metrics(context: dg.AssetExecutionContext, evidence: EvidenceStoreResou
     store = evidence.store()
     evaluations = store.evaluate(context.partition_keys)
     path = store.write_cost(evaluations)
+    by_partition: dict[str, dict[str, object]] = {}
     for e in evaluations:
         cost = e.report["cost"]
-        context.add_asset_metadata(
-            {
-                "dagster/row_count": 1,
-                "extra_training_minutes": e.metrics.inputs.extra_training_minutes,
-                "training_overhead_pct": e.metrics.inputs.training_overhead_pct,
-                "extra_gpu_cost_usd_per_run": e.verdict.extra_gpu_cost_usd_per_run,
-                "gpu_hour_usd": e.verdict.gpu_hour_usd,
-                "gpu_hour_usd_source": cost["assumptions"]["gpu_hour_usd_source"],  # type: ignore[index]
-            },
-            partition_key=e.spike_run_id,
-        )
+        by_partition[e.spike_run_id] = {
+            "dagster/row_count": 1,
+            "extra_training_minutes": e.metrics.inputs.extra_training_minutes,
+            "training_overhead_pct": e.metrics.inputs.training_overhead_pct,
+            "extra_gpu_cost_usd_per_run": e.verdict.extra_gpu_cost_usd_per_run,
+            "gpu_hour_usd": e.verdict.gpu_hour_usd,
+            "gpu_hour_usd_source": cost["assumptions"]["gpu_hour_usd_source"],  # type: ignore[index]
+        }
+    add_partition_metadata(context, by_partition)
     return dg.MaterializeResult(
         metadata={
             "dagster/column_schema": column_schema("cost_metrics"),
@@ -164,19 +160,18 @@ def decision_report(context: dg.AssetExecutionContext, evidence: EvidenceStoreRe
     store = evidence.store()
     evaluations = store.evaluate(context.partition_keys)
     store.write_decisions(evaluations)
+    by_partition: dict[str, dict[str, object]] = {}
     for e in evaluations:
-        context.add_asset_metadata(
-            {
-                "dagster/row_count": 1,
-                "decision": e.verdict.decision,
-                "maml_recommended": e.verdict.maml_recommended,
-                "failed_check": e.verdict.failed_check or "none",
-                "policy_version": e.policy.version,
-                "report_path": dg.MetadataValue.path(str(store.home.report_dir(e.spike_run_id) / "report.json")),
-                "preview": dg.MetadataValue.md(render_interpretation(e.report)),
-            },
-            partition_key=e.spike_run_id,
-        )
+        by_partition[e.spike_run_id] = {
+            "dagster/row_count": 1,
+            "decision": e.verdict.decision,
+            "maml_recommended": e.verdict.maml_recommended,
+            "failed_check": e.verdict.failed_check or "none",
+            "policy_version": e.policy.version,
+            "report_path": dg.MetadataValue.path(str(store.home.report_dir(e.spike_run_id) / "report.json")),
+            "preview": dg.MetadataValue.md(render_interpretation(e.report)),
+        }
+    add_partition_metadata(context, by_partition)
     return dg.MaterializeResult(
         metadata={
             "dagster/column_schema": column_schema("gate_decisions"),
@@ -190,11 +185,13 @@ def interpretation(context: dg.AssetExecutionContext, evidence: EvidenceStoreRes
     """A short plain-language reading of each decision report (interpretation.md)."""
     store = evidence.store()
     keys = context.partition_keys
+    by_partition: dict[str, dict[str, object]] = {}
     for key in keys:
         path, text = store.write_interpretation(key)
         # the full text is decision_report's "preview"; here the file and its headline
         headline = next((line.strip("* ") for line in text.splitlines() if line.startswith("**")), "")
-        context.add_asset_metadata({"path": dg.MetadataValue.path(str(path)), "headline": headline}, partition_key=key)
+        by_partition[key] = {"path": dg.MetadataValue.path(str(path)), "headline": headline}
+    add_partition_metadata(context, by_partition)
     return dg.MaterializeResult(metadata={"spike_runs": len(keys)})
 
 
