@@ -207,20 +207,12 @@ def run_doctor(args: argparse.Namespace) -> int:
     if not args.repair:
         print("run `maml-evidence doctor --repair` to set damaged files aside and rebuild the affected spike runs")
         return EXIT_NOT_ENABLED if diagnosis.errors or diagnosis.unevaluated else EXIT_OK
-    import dagster as dg
+    from maml_evidence.headless import rebuild
 
-    from maml_evidence.headless import configure_dagster_home, evaluate_partitions
-
-    rebuild = set_aside(store, diagnosis)
-    if rebuild:
-        configure_dagster_home(store)
-        instance = dg.DagsterInstance.get()
-        known = set(instance.get_dynamic_partitions("spike_runs"))
-        missing = [run_id for run_id in rebuild if run_id not in known]
-        if missing:
-            instance.add_dynamic_partitions("spike_runs", missing)
-        runs = evaluate_partitions(instance, rebuild)
-        print(f"rebuilt {len(rebuild)} spike runs from their stored payloads in {len(runs)} run(s)")
+    affected = set_aside(store, diagnosis)
+    if affected:
+        runs = rebuild(store, affected)
+        print(f"rebuilt {len(affected)} spike runs from their stored payloads in {len(runs)} run(s)")
         if not all(run.success for run in runs):
             sys.stderr.write(
                 "error: some rebuild runs failed: " + "; ".join(r.error or "" for r in runs if not r.success) + "\n"
@@ -265,24 +257,33 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_formatter,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    gate = commands.add_parser(
-        "gate", help="evaluate one spike payload file and print its decision report", formatter_class=_formatter
-    )
-    _add_gate_arguments(gate, with_format=True)
-    gate.set_defaults(handler=run_gate)
-
     home = argparse.ArgumentParser(add_help=False)
     home.add_argument(
         "--home", metavar="DIR", default=None, help="evidence home (default: $MAML_EVIDENCE_HOME, else ./data)"
     )
-    ingest = commands.add_parser(
+
+    def command(name: str, handler, help: str, description: str | None = None) -> argparse.ArgumentParser:  # noqa: A002, ANN001
+        sub = commands.add_parser(
+            name,
+            parents=[] if handler is run_gate else [home],
+            formatter_class=_formatter,
+            help=help,
+            description=description,
+        )
+        sub.set_defaults(handler=handler)
+        return sub
+
+    _add_gate_arguments(
+        command("gate", run_gate, "evaluate one spike payload file and print its decision report"), with_format=True
+    )
+
+    ingest = command(
         "ingest",
-        parents=[home],
-        formatter_class=_formatter,
-        help="evaluate inbox files (or the given files) through the Dagster job and print each decision",
-        description="Validate payload files, store new evidence, evaluate it with the evaluate_spike_runs job on "
-        "the evidence home's Dagster instance, and print one line per spike run. Exit 1 if any file was "
-        "quarantined or a run failed (all other files are still processed).",
+        run_ingest,
+        "evaluate inbox files (or the given files) through the Dagster job and print each decision",
+        "Validate payload files, store new evidence, evaluate it with the evaluate_spike_runs job on the evidence "
+        "home's Dagster instance, and print one line per spike run. Exit 1 if any file was quarantined or a run "
+        "failed (all other files are still processed).",
     )
     ingest.add_argument("paths", nargs="*", metavar="PATH", help="payload files (default: every *.json in the inbox)")
     ingest.add_argument(
@@ -291,45 +292,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="let these files supersede different evidence already stored under the same spike_run_id "
         "(the earlier revision stays in history)",
     )
-    ingest.set_defaults(handler=run_ingest)
 
-    reeval = commands.add_parser(
-        "reevaluate",
-        parents=[home],
-        formatter_class=_formatter,
-        help="re-judge every stored spike run under the threshold policy in force (one Dagster run)",
+    reeval = command(
+        "reevaluate", run_reevaluate, "re-judge every stored spike run under the threshold policy in force (one run)"
     )
     reeval.add_argument("--force", action="store_true", help="re-judge even if no decision uses an older policy")
     reeval.add_argument("--show", type=int, default=20, metavar="N", help="list at most N changed decisions")
-    reeval.set_defaults(handler=run_reevaluate)
 
-    sql = commands.add_parser(
+    # The view names are written out: importing the store's schema here would load pyarrow on every command.
+    sql = command(
         "sql",
-        parents=[home],
-        formatter_class=_formatter,
-        help="run a read-only SQL query over the evidence views and print the rows",
-        description="Views: spike_runs, adaptation_metrics, adaptation_summary, accuracy_metrics, accuracy_summary, "
+        run_sql,
+        "run a read-only SQL query over the evidence views and print the rows",
+        "Views: spike_runs, adaptation_metrics, adaptation_summary, accuracy_metrics, accuracy_summary, "
         "cost_metrics, gate_decisions, gate_checks, decision_history, threshold_policies, decision_changes.",
     )
     sql.add_argument("query", help='e.g. "SELECT decision, count(*) FROM gate_decisions GROUP BY ALL"')
     sql.add_argument("--format", choices=("table", "csv", "json", "markdown"), default="table")
-    sql.set_defaults(handler=run_sql)
 
-    doctor = commands.add_parser(
+    doctor = command(
         "doctor",
-        parents=[home],
-        formatter_class=_formatter,
-        help="find damaged or missing evidence; --repair sets it aside and rebuilds it from the stored payloads",
+        run_doctor,
+        "find damaged or missing evidence; --repair sets it aside and rebuilds it from the stored payloads",
     )
     doctor.add_argument("--repair", action="store_true", help="move damaged files to damaged/ and re-evaluate")
-    doctor.set_defaults(handler=run_doctor)
 
-    dev = commands.add_parser(
-        "dev", parents=[home], formatter_class=_formatter, help="start the Dagster UI and daemon on the evidence home"
-    )
+    dev = command("dev", run_dev, "start the Dagster UI and daemon on the evidence home")
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=3000)
-    dev.set_defaults(handler=run_dev)
     return parser
 
 

@@ -150,15 +150,13 @@ def ingest(store: EvidenceStore, paths: Sequence[Path] | None = None, *, replace
     instance = dg.DagsterInstance.get()
     files = list(paths) if paths else sorted(store.home.inbox.glob("*.json"))
 
-    def known() -> set[str]:
-        return set(instance.get_dynamic_partitions(spike_runs.name))
-
-    def add(ids: list[str]) -> None:
-        new = [i for i in ids if i not in known()]
-        if new:
-            instance.add_dynamic_partitions(spike_runs.name, new)
-
-    results = intake_files(store.home, files, replace=replace, known_partitions=known, add_partitions=add)
+    results = intake_files(
+        store.home,
+        files,
+        replace=replace,
+        known_partitions=lambda: set(instance.get_dynamic_partitions(spike_runs.name)),
+        add_partitions=lambda ids: add_partitions(instance, ids),
+    )
     wanted = [r.spike_run_id for r in results if r.needs_run and r.spike_run_id]
     # Stored before but never completely evaluated (an ingest killed mid-run): finish them now, unless
     # another live process is evaluating them or the sensor has just taken them in.
@@ -170,6 +168,22 @@ def ingest(store: EvidenceStore, paths: Sequence[Path] | None = None, *, replace
     ids = [r.spike_run_id for r in results if r.spike_run_id and r.outcome != QUARANTINED]
     decisions = store.decisions(ids) if ids else {}
     return IngestReport(results, runs, decisions)
+
+
+def add_partitions(instance: dg.DagsterInstance, spike_run_ids: Sequence[str]) -> None:
+    """Register the spike-run partitions the instance does not have yet, in the order given."""
+    existing = set(instance.get_dynamic_partitions(spike_runs.name))
+    new = [run_id for run_id in dict.fromkeys(spike_run_ids) if run_id not in existing]
+    if new:
+        instance.add_dynamic_partitions(spike_runs.name, new)
+
+
+def rebuild(store: EvidenceStore, spike_run_ids: Sequence[str]) -> list[RunOutcome]:
+    """Re-evaluate stored spike runs from their payloads through the evaluate job (after damage was set aside)."""
+    configure_dagster_home(store)
+    instance = dg.DagsterInstance.get()
+    add_partitions(instance, spike_run_ids)
+    return evaluate_partitions(instance, spike_run_ids)
 
 
 @dataclass(frozen=True)

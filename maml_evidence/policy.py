@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from maml_evidence.gate import DEFAULT_GPU_HOUR_USD, THRESHOLD_KEYS, PayloadValidationError, Problem, merge_thresholds
+from maml_evidence.gate import THRESHOLD_KEYS, PayloadValidationError, Problem
 from maml_evidence.gate.errors import Collector
-from maml_evidence.gate.thresholds import COST_PROFILE_KEYS, check_overrides
+from maml_evidence.gate.thresholds import COST_PROFILE_KEYS, check_overrides, resolve_settings
 
 WHAT = "threshold policy"
 POLICY_KEYS: tuple[str, ...] = (*THRESHOLD_KEYS, *COST_PROFILE_KEYS)
@@ -25,9 +25,7 @@ POLICY_KEYS: tuple[str, ...] = (*THRESHOLD_KEYS, *COST_PROFILE_KEYS)
 
 def effective_policy(values: dict[str, float | int]) -> dict[str, float | int]:
     """The policy layer over the spec's defaults: every threshold key and the GPU price."""
-    merged: dict[str, float | int] = {**merge_thresholds(values).as_dict(), "gpu_hour_usd": DEFAULT_GPU_HOUR_USD}
-    if "gpu_hour_usd" in values:
-        merged["gpu_hour_usd"] = values["gpu_hour_usd"]
+    merged, _sources = resolve_settings(values, {}, {})
     return {key: (int(v) if key == "min_projects" else float(v)) for key, v in merged.items()}
 
 

@@ -56,12 +56,9 @@ def spike_inbox_sensor(context: dg.SensorEvaluationContext, evidence: EvidenceSt
     requests = []
     if wanted:
         all_keys = instance.get_dynamic_partitions(spike_runs.name)
+        accepted = sorted(f"{r.spike_run_id}:{r.revision.sha256}" for r in results if r.needs_run and r.revision)
+        digest = hashlib.sha256("|".join(accepted).encode()).hexdigest()[:16]
         for first, last in contiguous_ranges(all_keys, wanted):
-            digest = hashlib.sha256(
-                "|".join(
-                    sorted(f"{r.spike_run_id}:{r.revision.sha256}" for r in results if r.needs_run and r.revision)
-                ).encode()
-            ).hexdigest()[:16]
             requests.append(
                 dg.RunRequest(
                     run_key=f"{first}..{last}:{digest}", tags=range_tags(first, last), job_name=evaluate_spike_runs.name

@@ -39,7 +39,6 @@ class SpikePayload(Record):
     baseline: ArmRun
     candidate: ArmRun
     score_scale: str
-    declared_score_scale: str | None
     threshold_overrides: dict[str, float | int]
     cost_overrides: dict[str, float | int]
     extras: dict[str, object]
@@ -165,7 +164,7 @@ def validate_payload(raw: object, source: str | None = None) -> SpikePayload:
     assert baseline is not None and candidate is not None  # guaranteed: no problems were recorded
     known = {"baseline", "candidate", "thresholds", "cost_profile", "score_scale"}
     extras = {key: value for key, value in raw.items() if key not in known}
-    return SpikePayload(baseline, candidate, scale, declared, thresholds, cost, extras)
+    return SpikePayload(baseline, candidate, scale, thresholds, cost, extras)
 
 
 __all__ = ["ArmRun", "PayloadValidationError", "ProjectResult", "SpikePayload", "validate_payload"]

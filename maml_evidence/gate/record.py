@@ -55,9 +55,6 @@ class Record:
     def as_dict(self) -> dict[str, object]:
         return {name: self.__dict__[name] for name in self._fields}
 
-    def replace(self, **changes: object) -> Record:
-        return type(self)(**{**self.__dict__, **changes})
-
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented

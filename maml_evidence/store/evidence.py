@@ -32,6 +32,7 @@ from maml_evidence.store.tables import Damage, ParquetTables, new_batch_id
 INGEST, REPLACE, REEVALUATION = "ingest", "replace", "re-evaluation"
 LOG = logging.getLogger("maml_evidence")
 # Tables with exactly one row per evaluated spike run.
+_WARNED: set[tuple[Path, str]] = set()
 EVALUATION_CACHE_SIZE = 50_000
 _EVALUATIONS: dict[tuple[str, str, str, int, str], Evaluation] = {}
 PER_RUN_TABLES = ("spike_runs", "adaptation_summary", "accuracy_summary", "cost_metrics", "gate_decisions")
@@ -249,7 +250,9 @@ class EvidenceStore:
         connection = memory_connection(self.home, damaged)
         self.last_damage = damaged
         for damage in damaged:
-            LOG.warning("skipped %s; run `maml-evidence doctor --repair`", damage.describe())
+            if (damage.path, damage.error) not in _WARNED:  # once per file per process, not per query
+                _WARNED.add((damage.path, damage.error))
+                LOG.warning("skipped %s; run `maml-evidence doctor --repair`", damage.describe())
         return connection
 
     def decisions(self, spike_run_ids: Sequence[str] | None = None) -> dict[str, dict[str, object]]:
