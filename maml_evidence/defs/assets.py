@@ -10,6 +10,8 @@ from maml_evidence.defs.metadata import add_partition_metadata, column_schema, m
 from maml_evidence.defs.partitions import spike_runs
 from maml_evidence.defs.resources import EvidenceStoreResource
 from maml_evidence.gate import render_interpretation
+from maml_evidence.store import EvidenceStore
+from maml_evidence.store.evidence import Evaluation
 
 GROUP = "spike_evidence"
 OWNERS = ["team:ml-platform"]
@@ -25,7 +27,7 @@ PARTITIONED = {
 def spike_payload(context: dg.AssetExecutionContext, evidence: EvidenceStoreResource) -> dg.MaterializeResult:
     """The validated spike payload of each spike run, as accepted into the evidence store (table spike_runs)."""
     store = evidence.store()
-    evaluations = store.evaluate(context.partition_keys)
+    evaluations = evaluate(context, store)
     path = store.write_spike_runs(evaluations)
     by_partition: dict[str, dict[str, object]] = {}
     for e in evaluations:
@@ -52,7 +54,7 @@ def spike_payload(context: dg.AssetExecutionContext, evidence: EvidenceStoreReso
 def adaptation_metrics(context: dg.AssetExecutionContext, evidence: EvidenceStoreResource) -> dg.MaterializeResult:
     """Steps to target per project in both arms, the reduction, and the run means and maxima."""
     store = evidence.store()
-    evaluations = store.evaluate(context.partition_keys)
+    evaluations = evaluate(context, store)
     detail, summary = store.write_adaptation(evaluations)
     by_partition: dict[str, dict[str, object]] = {}
     for e in evaluations:
@@ -88,7 +90,7 @@ def adaptation_metrics(context: dg.AssetExecutionContext, evidence: EvidenceStor
 def accuracy_metrics(context: dg.AssetExecutionContext, evidence: EvidenceStoreResource) -> dg.MaterializeResult:
     """Target and final accuracy per project in percentage points, and the mean regression."""
     store = evidence.store()
-    evaluations = store.evaluate(context.partition_keys)
+    evaluations = evaluate(context, store)
     detail, summary = store.write_accuracy(evaluations)
     by_partition: dict[str, dict[str, object]] = {}
     for e in evaluations:
@@ -127,7 +129,7 @@ def accuracy_metrics(context: dg.AssetExecutionContext, evidence: EvidenceStoreR
 def cost_metrics(context: dg.AssetExecutionContext, evidence: EvidenceStoreResource) -> dg.MaterializeResult:
     """MAML's extra training minutes, overhead and GPU cost per run, with the price assumed."""
     store = evidence.store()
-    evaluations = store.evaluate(context.partition_keys)
+    evaluations = evaluate(context, store)
     path = store.write_cost(evaluations)
     by_partition: dict[str, dict[str, object]] = {}
     for e in evaluations:
@@ -158,8 +160,7 @@ def cost_metrics(context: dg.AssetExecutionContext, evidence: EvidenceStoreResou
 def decision_report(context: dg.AssetExecutionContext, evidence: EvidenceStoreResource) -> dg.MaterializeResult:
     """The gate's decision report per spike run (report.json) and its rows in gate_decisions and gate_checks."""
     store = evidence.store()
-    evaluations = store.evaluate(context.partition_keys)
-    store.write_decisions(evaluations)
+    evaluations = store.write_decisions(evaluate(context, store))
     by_partition: dict[str, dict[str, object]] = {}
     for e in evaluations:
         by_partition[e.spike_run_id] = {
@@ -184,15 +185,32 @@ def decision_report(context: dg.AssetExecutionContext, evidence: EvidenceStoreRe
 def interpretation(context: dg.AssetExecutionContext, evidence: EvidenceStoreResource) -> dg.MaterializeResult:
     """A short plain-language reading of each decision report (interpretation.md)."""
     store = evidence.store()
-    keys = context.partition_keys
+    evaluations = evaluate(context, store)
     by_partition: dict[str, dict[str, object]] = {}
-    for key in keys:
-        path, text = store.write_interpretation(key)
+    for e in evaluations:
+        path, text = store.write_interpretation(e.spike_run_id)
         # the full text is decision_report's "preview"; here the file and its headline
         headline = next((line.strip("* ") for line in text.splitlines() if line.startswith("**")), "")
-        by_partition[key] = {"path": dg.MetadataValue.path(str(path)), "headline": headline}
+        by_partition[e.spike_run_id] = {"path": dg.MetadataValue.path(str(path)), "headline": headline}
     add_partition_metadata(context, by_partition)
-    return dg.MaterializeResult(metadata={"spike_runs": len(keys)})
+    # the last step: every other spike run of the run is recorded by now, so the failed ones fail the run
+    failed = store.failures([k for k in context.partition_keys if k not in by_partition])
+    if failed:
+        raise dg.Failure(
+            description=f"{len(failed)} spike run(s) could not be evaluated: "
+            + "; ".join(f"{run_id}: {reason}" for run_id, reason in failed.items()),
+            metadata={"failed_spike_runs": dg.MetadataValue.json(failed)},
+            allow_retries=False,
+        )
+    return dg.MaterializeResult(metadata={"spike_runs": len(by_partition)})
+
+
+def evaluate(context: dg.AssetExecutionContext, store: EvidenceStore) -> list[Evaluation]:
+    """The step's spike runs judged by the store; one that fails is logged with its trace and left out."""
+    evaluations, failed = store.evaluate_each(context.partition_keys)
+    for run_id, reason in failed.items():
+        context.log.error(f"spike run {run_id} is left out of this run: {reason}")
+    return evaluations
 
 
 SPIKE_ASSETS = [spike_payload, adaptation_metrics, accuracy_metrics, cost_metrics, decision_report, interpretation]

@@ -121,7 +121,7 @@ def _gate_check(spec: GateCheck) -> dg.AssetChecksDefinition:
         store = evidence.store()
         keys = list(context.op_execution_context.partition_keys)
         targets = latest_materializations(context.instance, spec.asset.key, keys)
-        for e in store.evaluate(keys):
+        for e in store.evaluate_each(keys)[0]:
             yield check_evaluation(spec, e.spike_run_id, e.verdict, e.policy.version, targets.get(e.spike_run_id))
         yield dg.Output(None)
 

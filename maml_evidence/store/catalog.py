@@ -16,10 +16,10 @@ import duckdb
 
 from maml_evidence.store.files import atomic_write_text, file_lock
 from maml_evidence.store.home import EvidenceHome, StoreError
-from maml_evidence.store.schema import TABLES
+from maml_evidence.store.schema import COMMITS, TABLES
 from maml_evidence.store.tables import Damage, ParquetTables, view_sql
 
-CATALOG_VERSION = 1
+CATALOG_VERSION = 2
 MARKER = "evidence.catalog.json"
 VANISHED_ATTEMPTS = 5
 
@@ -33,7 +33,7 @@ def view_definitions(home: EvidenceHome) -> dict[str, str]:
     """Every view of the store: name -> SELECT."""
     tables = ParquetTables(home)
     return {
-        name: view_sql(table, tables.directory(name), table.committed_by and tables.directory(table.committed_by))
+        name: view_sql(table, tables.directory(name), tables.directory(COMMITS) if table.committed else None)
         for name, table in TABLES.items()
     }
 
@@ -93,7 +93,7 @@ def memory_connection(home: EvidenceHome, damaged: list[Damage] | None = None) -
             sources[name] = healthy if broken else tables.directory(name)
         try:
             for name, table in TABLES.items():
-                commit = sources[table.committed_by] if table.committed_by else None
+                commit = sources[COMMITS] if table.committed else None
                 connection.execute(f"CREATE OR REPLACE VIEW {name} AS {view_sql(table, sources[name], commit)}")
             break
         except duckdb.IOException as exc:  # binding reads the files: one may vanish under compaction

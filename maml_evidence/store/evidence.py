@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +24,7 @@ from maml_evidence.gate import (
 from maml_evidence.policy import Policy, load_policy
 from maml_evidence.store import rows
 from maml_evidence.store.catalog import ensure_store, memory_connection, query
+from maml_evidence.store.commit import DecisionRows, ReportTask, commit, decisions_lock, write_rows
 from maml_evidence.store.files import atomic_write_bytes, atomic_write_text
 from maml_evidence.store.home import EvidenceHome, StoreError
 from maml_evidence.store.registry import PayloadRegistry, Revision
@@ -35,6 +36,8 @@ LOG = logging.getLogger("maml_evidence")
 _WARNED: set[tuple[Path, str]] = set()
 EVALUATION_CACHE_SIZE = 50_000
 _EVALUATIONS: dict[tuple[str, str, str, int, str], Evaluation] = {}
+# Spike runs that failed in this process (per stored revision): later steps of the same run skip them.
+_FAILED: dict[tuple[str, str, str], str] = {}
 PER_RUN_TABLES = ("spike_runs", "adaptation_summary", "accuracy_summary", "cost_metrics", "gate_decisions")
 
 
@@ -53,6 +56,17 @@ class Evaluation:
     @property
     def trigger(self) -> str:
         return REPLACE if self.revision.revision > 1 else INGEST
+
+    @property
+    def thresholds(self) -> dict[str, float | int]:
+        """The effective thresholds it was judged under."""
+        return self.report["thresholds"]  # type: ignore[return-value]
+
+    @property
+    def sources(self) -> dict[str, str]:
+        """Per threshold key and the GPU price: default, policy or payload."""
+        price = self.report["cost"]["assumptions"]["gpu_hour_usd_source"]  # type: ignore[index]
+        return {**self.report["threshold_sources"], "gpu_hour_usd": price}  # type: ignore[dict-item]
 
 
 class EvidenceStore:
@@ -108,6 +122,106 @@ class EvidenceStore:
             evaluations.append(cached)
         return evaluations
 
+    def evaluate_each(
+        self, spike_run_ids: Iterable[str], policy: Policy | None = None
+    ) -> tuple[list[Evaluation], dict[str, str]]:
+        """Like ``evaluate``, but one spike run's failure never stops the others: returns (evaluations, failed).
+
+        A spike run that failed earlier in this process (its evaluation, or a table write of it) stays failed
+        for the later steps of the run, so no table holds a partial evaluation of it; the reason is kept in
+        ``failures/<id>.txt`` until an evaluation of it commits.
+        """
+        policy = policy if policy is not None else self.policy()
+        evaluations: list[Evaluation] = []
+        failed: dict[str, str] = {}
+        for run_id in spike_run_ids:
+            earlier = _FAILED.get(self._failure_key(run_id))
+            if earlier is not None:
+                failed[run_id] = earlier
+                continue
+            try:
+                evaluations.extend(self.evaluate([run_id], policy))
+            except Exception as exc:  # noqa: BLE001 - one spike run's failure, of any kind, must not stop the batch
+                failed[run_id] = self.record_failure(run_id, exc)
+        return evaluations, failed
+
+    def _failure_key(self, run_id: str) -> tuple[str, str, str]:
+        try:
+            revision = self.registry.current(run_id)
+        except StoreError:
+            revision = None
+        return (str(self.home.root), run_id, revision.sha256 if revision else "")
+
+    def record_failure(self, run_id: str, error: BaseException | str) -> str:
+        """Remember that ``run_id`` failed in this process and say why in ``failures/<id>.txt``; returns the reason."""
+        reason = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+        reason = " ".join(reason.split())  # one line, whatever the error said
+        _FAILED[self._failure_key(run_id)] = reason
+        try:
+            atomic_write_text(self.home.failures / f"{run_id}.txt", reason + "\n")
+        except (OSError, StoreError) as exc:
+            LOG.warning("could not record the failure of %r: %s", run_id, exc)
+        return reason
+
+    def failures(self, spike_run_ids: Sequence[str] | None = None) -> dict[str, str]:
+        """Spike runs whose last evaluation failed, with the reason (from ``failures/``)."""
+        folder = self.home.failures
+        paths = (
+            [folder / f"{i}.txt" for i in spike_run_ids] if spike_run_ids is not None else sorted(folder.glob("*.txt"))
+        )
+        found = {}
+        for path in paths:
+            try:
+                found[path.stem] = path.read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError):
+                continue
+        return found
+
+    def _clear_failures(self, run_ids: Iterable[str]) -> None:
+        for run_id in run_ids:
+            _FAILED.pop(self._failure_key(run_id), None)
+            (self.home.failures / f"{run_id}.txt").unlink(missing_ok=True)
+
+    def _write(self, table: str, rows_: Sequence[rows.Row], evaluations: Sequence[Evaluation]) -> Path | None:
+        """Write one table's batch; spike runs whose rows the table cannot hold fail alone (recorded), not the batch."""
+        ids = _ids(evaluations)
+        try:
+            return self.tables.write(table, rows_, ids)
+        except StoreError:
+            bad = self.tables.unstorable(table, rows_)
+            if not bad:
+                raise
+        for run_id, reason in bad.items():
+            self.record_failure(run_id, f"cannot store its {table} rows: {reason}")
+        good_ids = [i for i in ids if i not in bad]
+        good = [row for row in rows_ if row["spike_run_id"] not in bad]
+        return self.tables.write(table, good, good_ids) if good_ids else None
+
+    def _storable(self, evaluations: Sequence[Evaluation], built: dict[str, list[rows.Row]]) -> list[Evaluation]:
+        """The evaluations whose rows every table in ``built`` can hold; the others are recorded as failed."""
+        bad: dict[str, str] = {}
+        for table, table_rows in built.items():
+            for run_id, reason in self.tables.unstorable(table, table_rows).items():
+                bad.setdefault(run_id, f"cannot store its {table} rows: {reason}")
+        for run_id, reason in bad.items():
+            self.record_failure(run_id, reason)
+        return [e for e in evaluations if e.spike_run_id not in bad]
+
+    def policy_for_version(self, version: str) -> Policy:
+        """The policy a version stands for: the one in force, else the one recorded when it was first used."""
+        current = self.policy()
+        if current.version == version:
+            return current
+        marker = self.home.policies / f"{version}.json"
+        try:
+            recorded = json.loads(marker.read_text(encoding="utf-8"))
+            policy = Policy(values=json.loads(recorded["policy_keys_set"]), source=recorded["source"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise StoreError(f"policy version {version}: its record {marker} cannot be read: {exc}") from exc
+        if policy.version != version:
+            raise StoreError(f"policy version {version}: its record {marker} holds version {policy.version}")
+        return policy
+
     def _evaluate_one(self, run_id: str, policy: Policy) -> Evaluation:
         revision, payload = self.load(run_id)
         metrics, verdict, report = evaluate_payload(payload, policy.values)
@@ -122,39 +236,32 @@ class EvidenceStore:
         return Evaluation(run_id, revision, payload, metrics, verdict, report, policy)
 
     # -- writers, one per asset ---------------------------------------------------------------------------
-    def write_spike_runs(self, evaluations: Sequence[Evaluation]) -> Path:
+    def write_spike_runs(self, evaluations: Sequence[Evaluation]) -> Path | None:
         now = datetime.now(UTC)
         out = []
         for e in evaluations:
             stored = self.home.report_dir(e.spike_run_id) / "payload.json"
             atomic_write_bytes(stored, self.registry.read(e.revision))
             out.append(rows.spike_run_row(e.spike_run_id, e.revision, e.payload, e.metrics, str(stored), now))
-        return self.tables.write("spike_runs", out, _ids(evaluations))
+        return self._write("spike_runs", out, evaluations)
 
-    def write_adaptation(self, evaluations: Sequence[Evaluation]) -> tuple[Path, Path]:
+    def write_adaptation(self, evaluations: Sequence[Evaluation]) -> tuple[Path | None, Path | None]:
         detail = [r for e in evaluations for r in rows.adaptation_rows(e.spike_run_id, e.metrics)]
         summary = [rows.adaptation_summary_row(e.spike_run_id, e.metrics) for e in evaluations]
-        return (
-            self.tables.write("adaptation_metrics", detail, _ids(evaluations)),
-            self.tables.write("adaptation_summary", summary, _ids(evaluations)),
+        return self._write("adaptation_metrics", detail, evaluations), self._write(
+            "adaptation_summary", summary, evaluations
         )
 
-    def write_accuracy(self, evaluations: Sequence[Evaluation]) -> tuple[Path, Path]:
+    def write_accuracy(self, evaluations: Sequence[Evaluation]) -> tuple[Path | None, Path | None]:
         detail = [r for e in evaluations for r in rows.accuracy_rows(e.spike_run_id, e.metrics)]
         summary = [rows.accuracy_summary_row(e.spike_run_id, e.payload, e.metrics) for e in evaluations]
-        return (
-            self.tables.write("accuracy_metrics", detail, _ids(evaluations)),
-            self.tables.write("accuracy_summary", summary, _ids(evaluations)),
+        return self._write("accuracy_metrics", detail, evaluations), self._write(
+            "accuracy_summary", summary, evaluations
         )
 
-    def write_cost(self, evaluations: Sequence[Evaluation]) -> Path:
-        out = [
-            rows.cost_row(
-                e.spike_run_id, e.metrics, e.verdict, str(e.report["cost"]["assumptions"]["gpu_hour_usd_source"])
-            )  # type: ignore[index]
-            for e in evaluations
-        ]
-        return self.tables.write("cost_metrics", out, _ids(evaluations))
+    def write_cost(self, evaluations: Sequence[Evaluation]) -> Path | None:
+        out = [rows.cost_row(e.spike_run_id, e.metrics, e.verdict, e.sources["gpu_hour_usd"]) for e in evaluations]
+        return self._write("cost_metrics", out, evaluations)
 
     def record_policy(self, policy: Policy) -> bool:
         """Add the policy version to threshold_policies the first time it is used; True if it was new."""
@@ -174,69 +281,54 @@ class EvidenceStore:
         atomic_write_text(marker, json.dumps({**row, "first_seen_at": now.isoformat()}, indent=2))
         return True
 
-    def write_decisions(self, evaluations: Sequence[Evaluation], trigger: str | None = None) -> None:
-        """Record checks and decisions (one commit), then history, then each spike run's report.json.
+    def write_decisions(self, evaluations: Sequence[Evaluation]) -> list[Evaluation]:
+        """Commit checks, decisions and history of these evaluations as one batch, then their report files.
 
-        ``gate_checks`` rows become visible only with the ``gate_decisions`` batch that commits them, so a
-        failure in between never shows new checks beside an old decision.
+        Uses the one commit protocol (``store/commit.py``) that re-evaluation uses too. Spike runs whose rows
+        cannot be stored fail alone (recorded in ``failures/``); returns the evaluations that were committed.
         """
-        now = datetime.now(UTC)
-        decisions, checks, history = [], [], []
-        for policy in {e.policy.version: e.policy for e in evaluations}.values():
-            self.record_policy(policy)
-        for e in evaluations:
-            run_trigger = trigger or e.trigger
-            decisions.append(
-                rows.decision_row(
-                    e.spike_run_id,
-                    e.verdict,
-                    e.report["thresholds"],  # type: ignore[arg-type]
-                    sources_json(e.report),
-                    e.policy.version,
-                    run_trigger,
-                    now,
+        with decisions_lock(self):
+            now = datetime.now(UTC)
+            built: dict[str, list[rows.Row]] = {"gate_decisions": [], "gate_checks": [], "decision_history": []}
+            for e in evaluations:
+                built["gate_decisions"].append(
+                    rows.decision_row(
+                        e.spike_run_id,
+                        e.verdict,
+                        e.thresholds,
+                        sources_json(e.sources),
+                        e.policy.version,
+                        e.trigger,
+                        now,
+                    )
                 )
+                built["gate_checks"].extend(rows.check_rows(e.spike_run_id, e.verdict, now))
+                built["decision_history"].append(
+                    rows.history_row(e.spike_run_id, e.revision.revision, e.verdict, e.policy.version, e.trigger, now)
+                )
+            committed = self._storable(evaluations, built)
+            if not committed:
+                return []
+            keep = {e.spike_run_id for e in committed}
+            batch = new_batch_id()
+            decision_rows = DecisionRows(
+                *([r for r in built[t] if r["spike_run_id"] in keep] for t in built)  # type: ignore[arg-type]
             )
-            checks.extend(rows.check_rows(e.spike_run_id, e.verdict, now))
-            history.append(
-                rows.history_row(e.spike_run_id, e.revision.revision, e.verdict, e.policy.version, run_trigger, now)
-            )
-        ids = _ids(evaluations)
-        batch = new_batch_id()
-        self.tables.write("gate_checks", checks, ids, batch=batch)
-        self.tables.write("gate_decisions", decisions, ids, batch=batch)
-        self.tables.write("decision_history", history, ids)
-        for e in evaluations:
-            report = {**e.report, "evidence": {**e.report["evidence"], "evaluated_at": now.isoformat()}}  # type: ignore[dict-item]
-            atomic_write_text(self.home.report_dir(e.spike_run_id) / "report.json", json.dumps(report, indent=2) + "\n")
-
-    def refresh_reports(self, spike_run_ids: Sequence[str], policy: Policy) -> list[str]:
-        """Rewrite report.json and interpretation.md of these spike runs under ``policy`` (no table rows).
-
-        The decisions are already recorded; a run whose stored payload cannot be read keeps its old files and
-        is returned (with a warning) instead of failing the whole re-evaluation.
-        """
-        now = datetime.now(UTC).isoformat()
-        failed = []
-        for run_id in spike_run_ids:
-            try:
-                [e] = self.evaluate([run_id], policy)
-            except StoreError as exc:
-                LOG.warning("report of %s not refreshed: %s (run `maml-evidence doctor`)", run_id, exc)
-                failed.append(f"{run_id}: {exc}")
-                continue
-            evidence = {**e.report["evidence"], "evaluated_at": now, "trigger": REEVALUATION}  # type: ignore[dict-item]
-            report = {**e.report, "evidence": evidence}
-            folder = self.home.report_dir(e.spike_run_id)
-            atomic_write_text(folder / "report.json", json.dumps(report, indent=2) + "\n")
-            atomic_write_text(folder / "interpretation.md", render_interpretation(report))
-        return failed
+            write_rows(self, batch, decision_rows)
+            for policy in {e.policy.version: e.policy for e in committed}.values():
+                self.record_policy(policy)
+            tasks = [ReportTask(e.spike_run_id, e.policy.version, e.trigger) for e in committed]
+            versions = [e.policy.version for e in committed]
+            commit(self, batch, "ingest", now, versions, len(committed), tasks)
+            self._clear_failures(keep)
+            return committed
 
     def write_interpretation(self, spike_run_id: str) -> tuple[Path, str]:
-        """Render the stored report.json of a spike run as interpretation.md beside it."""
-        text = render_interpretation(self.read_report(spike_run_id))
-        path = self.home.report_dir(spike_run_id) / "interpretation.md"
-        atomic_write_text(path, text)
+        """Render the stored report.json of a spike run as interpretation.md beside it (under the decisions lock)."""
+        with decisions_lock(self):
+            text = render_interpretation(self.read_report(spike_run_id))
+            path = self.home.report_dir(spike_run_id) / "interpretation.md"
+            atomic_write_text(path, text)
         return path, text
 
     # -- reading ------------------------------------------------------------------------------------------
@@ -321,10 +413,9 @@ def _report_sha(path: Path) -> str | None:
         return None
 
 
-def sources_json(report: dict[str, object]) -> str:
+def sources_json(sources: Mapping[str, str]) -> str:
     """Per threshold key and the GPU price: where its value came from (default, policy or payload), as JSON."""
-    sources = {**report["threshold_sources"], "gpu_hour_usd": report["cost"]["assumptions"]["gpu_hour_usd_source"]}  # type: ignore[dict-item,index]
-    return json.dumps(sources, sort_keys=True)
+    return json.dumps(dict(sources), sort_keys=True)
 
 
 def _ids(evaluations: Sequence[Evaluation]) -> list[str]:

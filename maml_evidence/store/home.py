@@ -80,6 +80,16 @@ class EvidenceHome:
     def locks(self) -> Path:
         return self.root / ".locks"
 
+    @property
+    def journal(self) -> Path:
+        """Commit journals of decision batches being written (see ``store/commit.py``)."""
+        return self.root / "journal"
+
+    @property
+    def failures(self) -> Path:
+        """One file per spike run whose last evaluation failed, holding the reason (removed once it succeeds)."""
+        return self.root / "failures"
+
     def report_dir(self, spike_run_id: str) -> Path:
         return self.reports / check_spike_run_id(spike_run_id)
 
@@ -92,6 +102,8 @@ class EvidenceHome:
             self.tables,
             self.policies,
             self.locks,
+            self.journal,
+            self.failures,
         ):
             folder.mkdir(parents=True, exist_ok=True)
         return self

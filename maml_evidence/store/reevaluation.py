@@ -1,8 +1,8 @@
 """Re-judging history in bulk when the threshold policy changes.
 
-The gate core's ``judge`` runs over the stored per-run metrics (no payload is re-read or re-validated), in
-one process, and the new decisions, checks, history and flips are written as one batch per table. Reports
-and interpretations are rewritten only for spike runs whose decision changed.
+The gate core's ``judge`` runs over the stored per-run metrics (no payload is re-read or re-validated), and the
+new decisions, checks, history and flips commit as one batch through the store's commit protocol. Reports and
+interpretations are rewritten only for spike runs whose decision changed.
 """
 
 from __future__ import annotations
@@ -13,21 +13,27 @@ import os
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from multiprocessing.connection import Connection
 
-from maml_evidence.gate import THRESHOLD_KEYS, GateInputs, Verdict, flip_cause, judge, merge_thresholds
+from maml_evidence.gate import THRESHOLD_KEYS, GateInputs, Thresholds, Verdict, flip_cause, judge, merge_thresholds
 from maml_evidence.gate.thresholds import resolve_settings
 from maml_evidence.policy import Policy
 from maml_evidence.store import rows
 from maml_evidence.store.catalog import query
-from maml_evidence.store.evidence import REEVALUATION, EvidenceStore
+from maml_evidence.store.commit import DecisionRows, ReportTask, commit, decisions_lock, write_rows
+from maml_evidence.store.evidence import REEVALUATION, EvidenceStore, sources_json
+from maml_evidence.store.home import StoreError
+from maml_evidence.store.schema import COMMITS
 from maml_evidence.store.tables import new_batch_id
 
 GATE_INPUTS_SQL = """
-SELECT d.spike_run_id, d.policy_version, d.decision, d.failed_check, r.revision,
+SELECT d.spike_run_id, d.policy_version AS old_policy_version, d.decision AS old_decision,
+       d.failed_check AS old_failed_check, r.revision,
        a.common_project_count, a.baseline_mean_steps, a.baseline_max_steps,
        a.mean_step_reduction, a.relative_step_reduction, acc.mean_accuracy_regression_pp,
        c.extra_training_minutes, c.training_overhead_pct, r.payload_thresholds, r.payload_cost_profile,
-       c.gpu_hour_usd, c.gpu_hour_usd_source, c.baseline_train_minutes, c.baseline_meta_train_minutes,
+       c.gpu_hour_usd AS old_gpu_hour_usd, c.gpu_hour_usd_source AS old_gpu_hour_usd_source,
+       c.baseline_train_minutes, c.baseline_meta_train_minutes,
        c.candidate_train_minutes, c.candidate_meta_train_minutes
 FROM gate_decisions d
 JOIN spike_runs r USING (spike_run_id)
@@ -36,6 +42,69 @@ JOIN accuracy_summary acc USING (spike_run_id)
 JOIN cost_metrics c USING (spike_run_id)
 ORDER BY d.spike_run_id
 """
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRun:
+    """What the store holds of one spike run that re-judging it needs (the columns of ``GATE_INPUTS_SQL``)."""
+
+    spike_run_id: str
+    old_policy_version: str
+    old_decision: str
+    old_failed_check: str | None
+    revision: int
+    common_project_count: int
+    baseline_mean_steps: float
+    baseline_max_steps: float
+    mean_step_reduction: float
+    relative_step_reduction: float
+    mean_accuracy_regression_pp: float
+    extra_training_minutes: float
+    training_overhead_pct: float
+    payload_thresholds: str
+    payload_cost_profile: str
+    old_gpu_hour_usd: float
+    old_gpu_hour_usd_source: str
+    baseline_train_minutes: float
+    baseline_meta_train_minutes: float
+    candidate_train_minutes: float
+    candidate_meta_train_minutes: float
+
+    @property
+    def inputs(self) -> GateInputs:
+        return GateInputs(
+            self.common_project_count,
+            self.baseline_mean_steps,
+            self.baseline_max_steps,
+            self.mean_step_reduction,
+            self.relative_step_reduction,
+            self.mean_accuracy_regression_pp,
+            self.extra_training_minutes,
+            self.training_overhead_pct,
+        )
+
+    @property
+    def minutes(self) -> tuple[float, float, float, float]:
+        return (
+            self.baseline_train_minutes,
+            self.baseline_meta_train_minutes,
+            self.candidate_train_minutes,
+            self.candidate_meta_train_minutes,
+        )
+
+
+def read_stored_runs(store: EvidenceStore) -> tuple[list[StoredRun], list[str]]:
+    """Every evaluated spike run, columns selected by name; and the damaged files that were skipped."""
+    connection = store.connect()
+    try:
+        cursor = query(connection, GATE_INPUTS_SQL)
+        names = [d[0] for d in cursor.description]
+        if names != list(StoredRun.__dataclass_fields__):
+            raise AssertionError(f"GATE_INPUTS_SQL columns {names} do not match StoredRun")
+        records = [StoredRun(*row) for row in cursor.fetchall()]
+    finally:
+        connection.close()
+    return records, [d.describe() for d in store.last_damage]
 
 
 @dataclass(frozen=True)
@@ -62,6 +131,7 @@ class ReevaluationResult:
     damaged: list[str] = field(default_factory=list)
     workers: int = 1
     report_errors: list[str] = field(default_factory=list)
+    recovered: list[str] = field(default_factory=list)
 
 
 def stale_policy_versions(store: EvidenceStore, policy: Policy) -> list[str]:
@@ -74,17 +144,22 @@ def stale_policy_versions(store: EvidenceStore, policy: Policy) -> list[str]:
     return sorted(v for (v,) in found if v != policy.version)
 
 
-def _settings(policy: Policy, payload_thresholds: str, payload_cost: str):  # noqa: ANN202 - internal tuple
+@dataclass(frozen=True)
+class _Settings:
+    thresholds: Thresholds
+    threshold_values: dict[str, float | int]
+    gpu_hour_usd: float
+    sources_json: str
+    price_source: str
+
+
+def _settings(policy: Policy, payload_thresholds: str, payload_cost: str) -> _Settings:
     values, sources = resolve_settings(
         policy.values, json.loads(payload_thresholds or "{}"), json.loads(payload_cost or "{}")
     )
     thresholds = merge_thresholds({key: values[key] for key in THRESHOLD_KEYS})
-    return (
-        thresholds,
-        thresholds.as_dict(),
-        float(values["gpu_hour_usd"]),
-        json.dumps(sources, sort_keys=True),
-        sources["gpu_hour_usd"],
+    return _Settings(
+        thresholds, thresholds.as_dict(), float(values["gpu_hour_usd"]), sources_json(sources), sources["gpu_hour_usd"]
     )
 
 
@@ -97,66 +172,73 @@ class _Chunk:
     changed_verdicts: dict[str, Verdict] = field(default_factory=dict)
 
 
-# Set before forking workers so they inherit the rows instead of receiving them pickled.
-_RECORDS: list[tuple] = []
+@dataclass(frozen=True)
+class _Task:
+    """One worker's share: everything it needs, passed explicitly (pickled only where workers do not fork)."""
+
+    home_root: str
+    policy: Policy
+    records: list[StoredRun]
+    now: datetime
+    batch: str
+
+
 PARALLEL_FROM = 20_000
 
 
-def _judge_and_write(home_root: str, policy: Policy, bounds: tuple[int, int], now: datetime, batch: str) -> _Chunk:
-    """Judge ``_RECORDS[bounds]`` with the gate core and write their rows (checks, then the committing decisions)."""
-    store = EvidenceStore(home_root)
-    version = policy.version
-    cache: dict[tuple[str, str], tuple] = {}
-    decisions, checks, history, change_rows, costs = [], [], [], [], []
+def _judge_and_write(task: _Task) -> _Chunk:
+    """Judge ``task.records`` with the gate core and write their rows into the (uncommitted) batch."""
+    store = EvidenceStore(task.home_root)
+    version, now = task.policy.version, task.now
+    cache: dict[tuple[str, str], _Settings] = {}
+    rows_out = DecisionRows()
+    costs = []
     result = _Chunk()
-    for (run_id, old_version, old_decision, old_failed, revision, count, b_mean, b_max, reduction, relative,
-         regression, extra, overhead, payload_thresholds, payload_cost, old_price, old_price_source,
-         *minutes) in _RECORDS[bounds[0] : bounds[1]]:  # fmt: skip
-        key = (payload_thresholds, payload_cost)
+    for run in task.records:
+        key = (run.payload_thresholds, run.payload_cost_profile)
         settings = cache.get(key)
         if settings is None:
-            settings = cache[key] = _settings(policy, payload_thresholds, payload_cost)
-        thresholds, threshold_values, price, sources, price_source = settings
-        verdict = judge(
-            GateInputs(count, b_mean, b_max, reduction, relative, regression, extra, overhead), thresholds, price
-        )
+            settings = cache[key] = _settings(task.policy, *key)
+        verdict = judge(run.inputs, settings.thresholds, settings.gpu_hour_usd)
+        run_id = run.spike_run_id
         result.mix[verdict.decision] = result.mix.get(verdict.decision, 0) + 1
-        decisions.append(rows.decision_row(run_id, verdict, threshold_values, sources, version, REEVALUATION, now))
-        checks.extend(rows.check_rows(run_id, verdict, now))
-        history.append(rows.history_row(run_id, revision, verdict, version, REEVALUATION, now))
-        if price != old_price or price_source != old_price_source:
-            costs.append(rows.cost_values_row(run_id, tuple(minutes), extra, overhead, verdict, price_source))
-        if verdict.decision != old_decision:
-            cause = flip_cause(old_failed, verdict.failed_check)
+        rows_out.decisions.append(
+            rows.decision_row(
+                run_id, verdict, settings.threshold_values, settings.sources_json, version, REEVALUATION, now
+            )
+        )
+        rows_out.checks.extend(rows.check_rows(run_id, verdict, now))
+        rows_out.history.append(rows.history_row(run_id, run.revision, verdict, version, REEVALUATION, now))
+        if settings.gpu_hour_usd != run.old_gpu_hour_usd or settings.price_source != run.old_gpu_hour_usd_source:
+            costs.append(
+                rows.cost_values_row(
+                    run_id, run.minutes, run.extra_training_minutes, run.training_overhead_pct, verdict,
+                    settings.price_source,
+                )
+            )  # fmt: skip
+        if verdict.decision != run.old_decision:
+            cause = flip_cause(run.old_failed_check, verdict.failed_check)
             detail = next((c.reason for c in verdict.checks if c.name == cause), "")
-            result.changes.append(Change(run_id, old_decision, verdict.decision, cause, detail))
+            result.changes.append(Change(run_id, run.old_decision, verdict.decision, cause, detail))
             result.changed_verdicts[run_id] = verdict
-            change_rows.append(
+            rows_out.changes.append(
                 {
                     "spike_run_id": run_id,
-                    "from_policy_version": old_version,
+                    "from_policy_version": run.old_policy_version,
                     "to_policy_version": version,
-                    "from_decision": old_decision,
+                    "from_decision": run.old_decision,
                     "to_decision": verdict.decision,
                     "cause_check": cause,
                     "cause_detail": detail,
                     "changed_at": now,
                 }
             )
-    ids = [record[0] for record in _RECORDS[bounds[0] : bounds[1]]]
-    tables = store.tables
-    tables.write("gate_checks", checks, ids, compact=False, batch=batch)
-    tables.write("gate_decisions", decisions, ids, compact=False, batch=batch)
-    tables.write("decision_history", history, ids, compact=False)
+    # the price in force goes into cost_metrics before the decisions commit; a crash in between leaves the
+    # decisions under the old policy, so the next re-evaluation redoes (and agrees with) it
     if costs:
-        tables.write("cost_metrics", costs, [row["spike_run_id"] for row in costs], compact=False)
-    if change_rows:
-        tables.write("decision_changes", change_rows, [c.spike_run_id for c in result.changes], compact=False)
+        store.tables.write("cost_metrics", costs, [row["spike_run_id"] for row in costs], compact=False)
+    write_rows(store, task.batch, rows_out, compact=False)
     return result
-
-
-def _run_chunk(args: tuple) -> _Chunk:  # noqa: ANN001 - a pool task
-    return _judge_and_write(*args)
 
 
 def reevaluate(
@@ -165,70 +247,57 @@ def reevaluate(
     """Re-judge every stored spike run under ``policy`` (default: the policy file in force).
 
     Large histories are split across the machine's cores (forked workers, each judging and writing its share
-    as one batch per table); every run's checks and decision still commit together.
+    into one uncommitted batch); the batch then commits at once through the store's one commit protocol
+    (``store/commit.py``), and the reports of flipped spike runs are rewritten.
     """
-    global _RECORDS
     timings: dict[str, float] = {}
     started = time.perf_counter()
     policy = policy if policy is not None else store.policy()
-    connection = store.connect()
-    try:
-        records = query(connection, GATE_INPUTS_SQL).fetchall()
-    finally:
-        connection.close()
-    damaged = [d.describe() for d in store.last_damage]
-    timings["read"] = time.perf_counter() - started
-    previous = sorted({r[1] for r in records if r[1] != policy.version})
-    if not force and not previous:
-        return ReevaluationResult(
-            policy,
-            [],
-            0,
-            [],
-            {},
-            skipped_reason=f"every stored decision already uses policy {policy.version}",
-            damaged=damaged,
-        )
+    with decisions_lock(store) as recovered:
+        records, damaged = read_stored_runs(store)
+        timings["read"] = time.perf_counter() - started
+        previous = sorted({r.old_policy_version for r in records if r.old_policy_version != policy.version})
+        if not force and not previous:
+            return ReevaluationResult(
+                policy,
+                [],
+                0,
+                [],
+                {},
+                skipped_reason=f"every stored decision already uses policy {policy.version}",
+                damaged=damaged,
+                recovered=recovered,
+            )
+
+        t0 = time.perf_counter()
+        store.record_policy(policy)
+        now = datetime.now(UTC)
+        batch = new_batch_id()
+        workers = min(os.cpu_count() or 1, 4) if len(records) >= PARALLEL_FROM and _can_fork() else 1
+        step = max(1, -(-len(records) // workers))
+        tasks = [
+            _Task(str(store.home.root), policy, records[i : i + step], now, batch) for i in range(0, len(records), step)
+        ]
+        chunks = _run_forked(tasks) if workers > 1 else [_judge_and_write(task) for task in tasks]
+        timings["judge_and_write"] = time.perf_counter() - t0
+        mix: dict[str, int] = {}
+        changes: list[Change] = []
+        changed_verdicts: dict[str, Verdict] = {}
+        for chunk in chunks:
+            for decision, n in chunk.mix.items():
+                mix[decision] = mix.get(decision, 0) + n
+            changes.extend(chunk.changes)
+            changed_verdicts.update(chunk.changed_verdicts)
+
+        t0 = time.perf_counter()
+        reports = [ReportTask(c.spike_run_id, policy.version, REEVALUATION) for c in changes] if refresh_reports else []
+        report_errors = commit(store, batch, REEVALUATION, now, [policy.version], len(records), reports)
+        timings["commit_and_reports"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    store.record_policy(policy)
-    now = datetime.now(UTC)
-    batch = new_batch_id()
-    workers = min(os.cpu_count() or 1, 4) if len(records) >= PARALLEL_FROM and _can_fork() else 1
-    step = -(-len(records) // workers)
-    tasks = [
-        (str(store.home.root), policy, (i, min(i + step, len(records))), now, batch)
-        for i in range(0, len(records), step)
-    ]
-    _RECORDS = records
-    try:
-        if workers > 1:
-            with multiprocessing.get_context("fork").Pool(workers) as pool:
-                chunks = pool.map(_run_chunk, tasks)
-        else:
-            chunks = [_run_chunk(task) for task in tasks]
-    finally:
-        _RECORDS = []
-    timings["judge_and_write"] = time.perf_counter() - t0
-    mix: dict[str, int] = {}
-    changes: list[Change] = []
-    changed_verdicts: dict[str, Verdict] = {}
-    for chunk in chunks:
-        for decision, n in chunk.mix.items():
-            mix[decision] = mix.get(decision, 0) + n
-        changes.extend(chunk.changes)
-        changed_verdicts.update(chunk.changed_verdicts)
-
-    t0 = time.perf_counter()
-    for table in ("decision_history", "decision_changes", "gate_checks", "gate_decisions", "cost_metrics"):
+    for table in ("decision_history", "decision_changes", "gate_checks", "gate_decisions", "cost_metrics", COMMITS):
         store.tables.compact_if_needed(table)
     timings["compact"] = time.perf_counter() - t0
-
-    report_errors: list[str] = []
-    if refresh_reports and changes:
-        t0 = time.perf_counter()
-        report_errors = store.refresh_reports([c.spike_run_id for c in changes], policy)
-        timings["reports"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - started
     return ReevaluationResult(
         policy,
@@ -241,7 +310,40 @@ def reevaluate(
         damaged=damaged,
         workers=workers,
         report_errors=report_errors,
+        recovered=recovered,
     )
+
+
+def _worker(task: _Task, results: Connection) -> None:
+    try:
+        results.send((True, _judge_and_write(task)))
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
+        results.send((False, f"{type(exc).__name__}: {exc}"))
+    finally:
+        results.close()
+
+
+def _run_forked(tasks: list[_Task]) -> list[_Chunk]:
+    """One forked process per task: each inherits its task (nothing is pickled on the way in)."""
+    context = multiprocessing.get_context("fork")
+    started = []
+    for task in tasks:
+        receive, send = context.Pipe(duplex=False)
+        process = context.Process(target=_worker, args=(task, send), daemon=True)
+        process.start()
+        send.close()
+        started.append((process, receive))
+    chunks, errors = [], []
+    for process, receive in started:
+        try:
+            ok, value = receive.recv()
+        except EOFError:
+            ok, value = False, "a re-evaluation worker died"
+        process.join()
+        (chunks if ok else errors).append(value)
+    if errors:
+        raise StoreError(f"re-evaluation failed, nothing was committed: {'; '.join(map(str, errors))}")
+    return chunks
 
 
 def _can_fork() -> bool:

@@ -34,8 +34,8 @@ class TableDef:
     doc: str
     columns: tuple[Column, ...]
     key: str = "spike_run_id"
-    # Rows count only once the same batch is committed in this table (written last by the same writer).
-    committed_by: str | None = None
+    # Rows count only once their batch is recorded in ``decision_commits`` (the decision commit protocol).
+    committed: bool = False
 
     @property
     def schema(self) -> pa.Schema:
@@ -179,6 +179,7 @@ TABLES: dict[str, TableDef] = {
                 _c("trigger", pa.string(), "ingest, replace or re-evaluation"),
                 _c("evaluated_at", TS, "when the decision was made"),
             ),
+            committed=True,
         ),
         TableDef(
             "gate_checks",
@@ -196,7 +197,7 @@ TABLES: dict[str, TableDef] = {
                 _c("reason", pa.string(), "the check's sentence with every observed number"),
                 _c("evaluated_at", TS, "when the check ran"),
             ),
-            committed_by="gate_decisions",
+            committed=True,
         ),
         TableDef(
             "decision_history",
@@ -213,6 +214,7 @@ TABLES: dict[str, TableDef] = {
                 _c("trigger", pa.string(), "ingest, replace or re-evaluation"),
                 _c("evaluated_at", TS, "when"),
             ),
+            committed=True,
         ),
         TableDef(
             "threshold_policies",
@@ -241,6 +243,21 @@ TABLES: dict[str, TableDef] = {
                 _c("cause_detail", pa.string(), "that check's sentence under the new policy"),
                 _c("changed_at", TS, "when the re-evaluation ran"),
             ),
+            committed=True,
+        ),
+        TableDef(
+            "decision_commits",
+            "history",
+            "Every committed batch of decisions: its rows in the four tables above became visible together.",
+            (
+                _c("batch", pa.string(), "the batch id its rows carry (sortable: nanosecond clock first)"),
+                _c("kind", pa.string(), "ingest (one Dagster step over many spike runs), re-evaluation or legacy"),
+                _c("policy_versions", pa.list_(pa.string()), "policy versions its decisions were judged under"),
+                _c("spike_run_count", pa.int64(), "spike runs it decided"),
+                _c("committed_at", TS, "when it was committed"),
+            ),
+            key="batch",
         ),
     )
 }
+COMMITS = "decision_commits"

@@ -22,11 +22,15 @@ import pyarrow.parquet as pq
 
 from maml_evidence.store.files import atomic_write_text, file_lock
 from maml_evidence.store.home import EvidenceHome, StoreError
-from maml_evidence.store.schema import BATCH_COLUMN, PRESENT_COLUMN, TABLES, TableDef
+from maml_evidence.store.schema import BATCH_COLUMN, COMMITS, PRESENT_COLUMN, TABLES, TableDef
 
 COMPACT_AFTER_FILES = 16
+# Compaction keeps uncommitted rows this recent (their writer may be about to commit) and drops older ones.
+UNCOMMITTED_GRACE_NS = 3600 * 10**9
 SCHEMA_FILE = "_schema.parquet"
 KEYS_SUFFIX = ".keys"
+# What converting rows to a table's Arrow schema raises for a value the column cannot hold.
+CONVERSION_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, KeyError, OverflowError)
 
 
 def new_batch_id() -> str:
@@ -51,22 +55,25 @@ def _latest(source: str, key: str) -> str:
     return f"SELECT * FROM {source} QUALIFY {BATCH_COLUMN} = max({BATCH_COLUMN}) OVER (PARTITION BY {key})"
 
 
+def _committed(source: str, commits: str) -> str:
+    """Only the rows whose batch is recorded in ``decision_commits``."""
+    return f"(SELECT * FROM {source} WHERE {BATCH_COLUMN} IN (SELECT batch FROM {commits}))"
+
+
 def view_sql(table: TableDef, files: Path | Sequence[Path], commit_files: Path | Sequence[Path] | None = None) -> str:
     """The SELECT behind a table's view: newest batch per key, no placeholders.
 
-    A table ``committed_by`` another shows a key's rows only from the batch that other table currently holds
-    for it, so a writer that died between the two writes never shows half an evaluation.
+    A ``committed`` table shows only rows of batches recorded in ``decision_commits`` (``commit_files``), so a
+    writer that died before its commit never shows any part of its batch, in any table.
     """
     source = parquet_source(files)
+    if table.committed:
+        if commit_files is None:
+            raise ValueError(f"{table.name} is committed by {COMMITS}: its files are needed")
+        source = _committed(source, parquet_source(commit_files))
     hidden = f"EXCLUDE ({BATCH_COLUMN}, {PRESENT_COLUMN})"
     if table.kind == "history":
         return f"SELECT * {hidden} FROM {source} WHERE {PRESENT_COLUMN}"
-    if table.committed_by is not None and commit_files is not None:
-        commits = f"SELECT {table.key}, {BATCH_COLUMN} FROM ({_latest(parquet_source(commit_files), table.key)})"
-        return (
-            f"SELECT * {hidden} FROM {source} SEMI JOIN ({commits}) USING ({table.key}, {BATCH_COLUMN}) "
-            f"WHERE {PRESENT_COLUMN}"
-        )
     return f"SELECT * {hidden} FROM ({_latest(source, table.key)}) WHERE {PRESENT_COLUMN}"
 
 
@@ -129,12 +136,42 @@ class ParquetTables:
 
     def ensure(self) -> None:
         """Create each table's folder with a zero-row schema file so its view always has a file to read."""
+        upgrading = not self.directory(COMMITS).exists() and any(
+            self.data_files(name) for name, table in TABLES.items() if table.committed
+        )
         for name, table in TABLES.items():
             directory = self.directory(name)
             directory.mkdir(parents=True, exist_ok=True)
             schema_file = directory / SCHEMA_FILE
             if not schema_file.exists():
                 self._write_file(directory, SCHEMA_FILE, table.schema.empty_table())
+        if upgrading:
+            self._commit_legacy_batches()
+
+    def _commit_legacy_batches(self) -> None:
+        """A store written before the commit log: its decisions were committed, so record their batches."""
+        import duckdb
+
+        with file_lock(self.home.locks / "legacy-commits.lock"):
+            if self.data_files(COMMITS):
+                return
+            found: set[str] = set()
+            connection = duckdb.connect()
+            try:
+                for name in ("gate_decisions", "decision_history", "decision_changes"):
+                    files = self.data_files(name)
+                    if files:
+                        rows = connection.sql(f"SELECT DISTINCT {BATCH_COLUMN} FROM {parquet_source(files)}")
+                        found.update(batch for (batch,) in rows.fetchall())
+            finally:
+                connection.close()
+            now = time.time_ns()
+            records = [
+                {"batch": b, "kind": "legacy", "policy_versions": [], "spike_run_count": None, "committed_at": None}
+                for b in sorted(found)
+            ]
+            if records:
+                self.write(COMMITS, records, sorted(found), compact=False, batch=f"{now:020d}-legacy")
 
     def _write_file(self, directory: Path, name: str, data: pa.Table, keys: Iterable[str] = ()) -> Path:
         """Write ``name`` atomically; its keys go first to a ``.keys`` sidecar so damage can be traced to runs."""
@@ -177,7 +214,7 @@ class ParquetTables:
         records = [*rows, *placeholders]
         try:
             data = _to_arrow(definition, records, batch, len(rows))
-        except (pa.ArrowInvalid, pa.ArrowTypeError, KeyError) as exc:
+        except CONVERSION_ERRORS as exc:
             raise StoreError(f"{table}: rows do not match the table's columns: {exc}") from exc
         directory = self.directory(table)
         directory.mkdir(parents=True, exist_ok=True)
@@ -187,6 +224,28 @@ class ParquetTables:
         if compact:
             self.compact_if_needed(table)
         return path
+
+    def unstorable(self, table: str, rows: Sequence[Mapping[str, object]]) -> dict[str, str]:
+        """Keys whose rows this table cannot hold (a value outside its column type), with the reason.
+
+        One conversion of all rows in the common case; only when that fails, one per key to find the culprits.
+        """
+        definition = TABLES[table]
+        try:
+            _to_arrow(definition, rows, "", len(rows))
+            return {}
+        except CONVERSION_ERRORS:
+            pass
+        by_key: dict[str, list[Mapping[str, object]]] = {}
+        for row in rows:
+            by_key.setdefault(str(row[definition.key]), []).append(row)
+        bad = {}
+        for key, key_rows in by_key.items():
+            try:
+                _to_arrow(definition, key_rows, "", len(key_rows))
+            except CONVERSION_ERRORS as exc:
+                bad[key] = " ".join(str(exc).split())[:300]
+        return bad
 
     def data_files(self, table: str) -> list[Path]:
         return sorted(p for p in self.directory(table).glob("*.parquet") if p.name != SCHEMA_FILE)
@@ -210,16 +269,21 @@ class ParquetTables:
             directory = self.directory(table)
             source = parquet_source(files)
             key = definition.key
-            if definition.kind == "history":
-                select = f"SELECT * FROM {source}"
-            elif definition.committed_by is not None:
-                # keep the committed batch and anything newer (a writer may be about to commit it)
-                commits = _latest(parquet_source(self.directory(definition.committed_by)), key)
-                select = (
-                    f"SELECT t.* FROM {source} t LEFT JOIN (SELECT {key}, {BATCH_COLUMN} AS committed FROM "
-                    f"({commits})) c USING ({key}) WHERE c.committed IS NULL OR t.{BATCH_COLUMN} >= c.committed "
-                    f"ORDER BY {key}"
+            if definition.committed:
+                # committed rows (the newest committed batch per key for a current table), plus uncommitted rows
+                # recent enough that their writer may still commit them; a dead writer's rows are dropped
+                commits = parquet_source(self.directory(COMMITS))
+                cutoff = _sql_str(f"{time.time_ns() - UNCOMMITTED_GRACE_NS:020d}")
+                kept = _committed(source, commits)
+                if definition.kind == "current":
+                    kept = f"({_latest(kept, key)})"
+                recent = (
+                    f"SELECT * FROM {source} WHERE {BATCH_COLUMN} >= {cutoff} "
+                    f"AND {BATCH_COLUMN} NOT IN (SELECT batch FROM {commits})"
                 )
+                select = f"SELECT * FROM {kept} UNION ALL {recent} ORDER BY {key}"
+            elif definition.kind == "history":
+                select = f"SELECT * FROM {source}"
             else:
                 select = f"{_latest(source, key)} ORDER BY {key}"
             connection = duckdb.connect()
