@@ -1,17 +1,36 @@
-"""Read-only SQL over the evidence store, as the ``sql`` command runs it."""
+"""Read-only SQL over the evidence store, as the ``sql`` command and the notebook API run it.
+
+Two layers keep it read-only. ``check_read_only`` refuses every statement kind but SELECT and EXPLAIN, and
+``sandbox`` locks the connection with DuckDB's own settings, so that even a SELECT reads only the home's
+``tables/`` folder and writes nothing anywhere: no files (``COPY``, ``enable_logging``), no extensions
+(``INSTALL``, auto-install into ``~/.duckdb``), no spilled temporary files, and no setting can be changed back.
+"""
 
 from __future__ import annotations
 
+import os
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import duckdb
 
-from maml_evidence.store.catalog import catalog_connection, memory_connection, query
+from maml_evidence.store.catalog import ensure_store, memory_connection, query
 from maml_evidence.store.home import EvidenceHome, StoreError
 from maml_evidence.store.schema import TABLES
-from maml_evidence.store.tables import Damage, ParquetTables
+from maml_evidence.store.tables import ParquetTables
+
+T = TypeVar("T")
 
 ALLOWED = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
+READ_STATEMENTS = "SELECT, WITH, FROM, DESCRIBE, SHOW, SUMMARIZE, EXPLAIN"
+# Settings that can only be given when a database starts; the rest of the sandbox is set after connecting.
+SANDBOX_CONFIG: dict[str, str | bool | int | float | list[str]] = {
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+}
+CATALOG_ALIAS = "evidence"
 
 
 @dataclass(frozen=True)
@@ -41,8 +60,8 @@ def check_read_only(sql: str) -> None:
             kind = statement.type.name
         if not allowed:
             raise StoreError(
-                f"refused: {kind} statements would modify the evidence store or the session; "
-                "the sql command runs read-only queries (SELECT, WITH, FROM, DESCRIBE, SHOW, SUMMARIZE, EXPLAIN)"
+                f"refused: {kind} statements can write files or change the store or the session; the sql command "
+                f"reads only the evidence home and runs read-only queries ({READ_STATEMENTS})"
             )
 
 
@@ -72,23 +91,116 @@ def _explained_type(sql: str) -> duckdb.StatementType | None:
     return inner[0].type if len(inner) == 1 else None
 
 
-def run_query(home: EvidenceHome, sql: str) -> QueryResult:
-    """Run read-only SQL against ``evidence.duckdb`` opened read-only; the last statement's rows are returned."""
-    check_read_only(sql)
-    damaged: list[Damage] = []
-    for name in TABLES:
-        damaged.extend(ParquetTables(home).scan(name)[1])
-    # With damage the catalog's views (which read every file) would fail outright: read the healthy files.
-    connection = memory_connection(home) if damaged else catalog_connection(home)
-    warnings = tuple(f"skipped {d.describe()}; run `maml-evidence doctor --repair`" for d in damaged)
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def readable_directory(home: EvidenceHome) -> str:
+    """The one folder a query may read: the home's tables (every view reads only there, by absolute path)."""
+    return str(home.tables) + os.sep
+
+
+def sandbox(connection: duckdb.DuckDBPyConnection, home: EvidenceHome) -> duckdb.DuckDBPyConnection:
+    """Lock ``connection`` so that it reads only ``<home>/tables/`` and writes nothing; fails closed.
+
+    Apply it after the views exist (creating them reads the files) and before any user SQL. The order matters:
+    ``allowed_directories`` can only be set while external access is on, and the lock comes last.
+    """
+    settings = (
+        "SET autoinstall_known_extensions = false",
+        "SET autoload_known_extensions = false",
+        # an in-memory database spills large intermediates into ./.tmp: with no temp directory nothing is written
+        "SET temp_directory = ''",
+        # no Python variable of the caller's frame is read as a table (DuckDB's replacement scans)
+        "SET python_enable_replacements = false",
+        f"SET allowed_directories = [{_literal(readable_directory(home))}]",
+        "SET enable_external_access = false",
+        "SET lock_configuration = true",
+    )
     try:
-        cursor = None
-        for statement in duckdb.extract_statements(sql):
-            cursor = query(connection, statement.query)
-        assert cursor is not None
-        columns = [d[0] for d in cursor.description] if cursor.description else []
-        return QueryResult(columns, cursor.fetchall() if columns else [], warnings)
+        for setting in settings:
+            connection.execute(setting)
     except duckdb.Error as exc:
-        raise StoreError(f"query failed: {exc}") from None
+        raise StoreError(f"cannot lock the query connection down (DuckDB {duckdb.__version__}): {exc}") from None
+    return connection
+
+
+def catalog_reader(home: EvidenceHome) -> duckdb.DuckDBPyConnection:
+    """``evidence.duckdb`` attached read-only to a private in-memory database (not yet sandboxed).
+
+    Not ``duckdb.connect(catalog)``: within one process DuckDB shares a database instance per file, so locking
+    that instance would also lock and sandbox an analyst's own connection to evidence.duckdb in the same notebook.
+    """
+    ensure_store(home)
+    connection = duckdb.connect(config=SANDBOX_CONFIG)
+    try:
+        connection.execute(f"ATTACH {_literal(str(home.catalog))} AS {CATALOG_ALIAS} (READ_ONLY)")
+        connection.execute(f"USE {CATALOG_ALIAS}")
+    except duckdb.Error as exc:
+        connection.close()
+        raise StoreError(f"{home.catalog}: cannot open read-only: {exc}") from None
+    return connection
+
+
+def sandboxed_connection(home: EvidenceHome) -> tuple[duckdb.DuckDBPyConnection, tuple[str, ...]]:
+    """The locked connection every read-only query runs on, and a warning per damaged file it leaves out."""
+    tables = ParquetTables(home)
+    damaged = [damage for name in TABLES for damage in tables.scan(name)[1]]
+    # With damage the catalog's views (which read every file) would fail outright: read the healthy files.
+    connection = memory_connection(home) if damaged else catalog_reader(home)
+    try:
+        sandbox(connection, home)
+    except BaseException:
+        connection.close()
+        raise
+    return connection, tuple(f"skipped {d.describe()}; run `maml-evidence doctor --repair`" for d in damaged)
+
+
+def refusal(exc: duckdb.Error, home: EvidenceHome) -> str:
+    """A user's message for a failed query: the sandbox's refusals say so and name what was refused."""
+    text = str(exc)
+    reads_only = f"refused: the sql command reads only the evidence home ({readable_directory(home)})"
+    if isinstance(exc, duckdb.PermissionException):
+        found = re.search(r'Cannot access (file|directory) "([^"]*)"', text)
+        return f'{reads_only}, so it may not access {found[1]} "{found[2]}"' if found else f"{reads_only}: {text}"
+    locked = re.search(r'Cannot change configuration option "([^"]+)" - the configuration has been locked', text)
+    if locked:
+        return f'{reads_only}, so it may not change DuckDB\'s setting "{locked[1]}"'
+    return f"query failed: {text}"
+
+
+def execute(
+    home: EvidenceHome,
+    sql: str,
+    fetch: Callable[[duckdb.DuckDBPyConnection], T],
+    params: Sequence[object] | None = None,
+) -> tuple[T, tuple[str, ...]]:
+    """Check ``sql``, run it on a sandboxed connection and ``fetch`` the last statement's result; plus warnings.
+
+    ``params`` bind ``?`` / ``$name`` placeholders and need a single statement.
+    """
+    check_read_only(sql)
+    statements = duckdb.extract_statements(sql)
+    if params is not None and len(statements) != 1:
+        raise StoreError(f"query parameters need exactly one statement, got {len(statements)}")
+    connection, warnings = sandboxed_connection(home)
+    try:
+        cursor = connection
+        for statement in statements:
+            cursor = query(connection, statement.query, params)
+        return fetch(cursor), warnings
+    except duckdb.Error as exc:
+        raise StoreError(refusal(exc, home)) from None
     finally:
         connection.close()
+
+
+def _rows(cursor: duckdb.DuckDBPyConnection) -> tuple[list[str], list[tuple[object, ...]]]:
+    columns = [d[0] for d in cursor.description] if cursor.description else []
+    return columns, cursor.fetchall() if columns else []
+
+
+def run_query(home: EvidenceHome, sql: str) -> QueryResult:
+    """Run read-only SQL on the sandboxed evidence views; the last statement's rows are returned."""
+    (columns, rows), warnings = execute(home, sql, _rows)
+    return QueryResult(columns, rows, warnings)

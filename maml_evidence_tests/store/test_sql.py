@@ -9,7 +9,6 @@ import json
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,20 +16,10 @@ import pytest
 from maml_evidence.policy import load_policy
 from maml_evidence.store.reevaluation import reevaluate
 from maml_evidence.store.schema import TABLES
-from maml_evidence_tests.policy.conftest import PAYLOADS, POLICY_B, REPO_ROOT, Home, copy_home, oracle
+from maml_evidence_tests.policy.conftest import PAYLOADS, POLICY_B, REPO_ROOT, Home, oracle
+from maml_evidence_tests.store.conftest import POLICY_D, store_state
 
-# A dearer GPU and fewer small spikes: the enable sample is now deferred for cost on price alone.
-POLICY_D = {"gpu_hour_usd": 6.0, "min_projects": 4, "max_mean_accuracy_regression_pp": 2.5}
 README = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
-
-
-@pytest.fixture(scope="module")
-def store_d(template: Home, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Home]:
-    """The template re-evaluated once under POLICY_D; only read in this module."""
-    home = copy_home(template, tmp_path_factory.mktemp("sql"))
-    home.write_policy(POLICY_D)
-    assert reevaluate(home.store).changes
-    yield home
 
 
 def section(title: str) -> str:
@@ -132,27 +121,6 @@ def test_read_statements_are_accepted(store_d: Home, sql: str) -> None:
 def test_show_tables_lists_every_view(store_d: Home) -> None:
     listed = {line.strip() for line in ok(store_d, "SHOW TABLES").splitlines()}
     assert set(TABLES) <= listed
-
-
-def store_state(home: Home) -> dict[str, object]:
-    """Every file of the evidence home (size and mtime), the views' row counts, and the views' columns."""
-    files = {
-        str(p.relative_to(home.evidence)): (p.stat().st_size, p.stat().st_mtime_ns)
-        for p in home.evidence.rglob("*")
-        if p.is_file() and ".locks" not in p.parts
-    }
-    connection = home.store.connect()
-    try:
-        views = {
-            name: (
-                connection.execute(f"SELECT count(*) FROM {name}").fetchone()[0],
-                [row[0] for row in connection.execute(f"DESCRIBE {name}").fetchall()],
-            )
-            for name in TABLES
-        }
-    finally:
-        connection.close()
-    return {"files": files, "views": views}
 
 
 REFUSED = [
