@@ -57,12 +57,21 @@ def check_read_only(sql: str) -> None:
             kind = f"EXPLAIN {explained.name}" if explained is not None else "EXPLAIN (of an unrecognised statement)"
         else:
             allowed = statement.type in ALLOWED
-            kind = statement.type.name
+            kind = _statement_name(statement)
         if not allowed:
             raise StoreError(
                 f"refused: {kind} statements can write files or change the store or the session; the sql command "
                 f"reads only the evidence home and runs read-only queries ({READ_STATEMENTS})"
             )
+
+
+def _statement_name(statement: duckdb.Statement) -> str:
+    """What the user wrote (INSTALL, RESET, ...) where DuckDB's type says less (LOAD, SET, ...)."""
+    words = statement.query.split(None, 2)
+    first = words[0].upper() if words else ""
+    if first == "FORCE" and len(words) > 1:  # FORCE INSTALL
+        return f"FORCE {words[1].upper()}"
+    return first if first.isalpha() and first != "WITH" else statement.type.name
 
 
 def _explained_type(sql: str) -> duckdb.StatementType | None:
