@@ -39,6 +39,26 @@ def damaged(store_d: Home, tmp_path_factory: pytest.TempPathFactory) -> tuple[Ho
     return copied, broken
 
 
+@pytest.fixture(params=["catalog", "damaged"])
+def kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def target(kind: str, store_d: Home, damaged: tuple[Home, Path]) -> Home:
+    """A healthy home (queries run on evidence.duckdb) or a damaged one (in-memory views over healthy files)."""
+    return store_d if kind == "catalog" else damaged[0]
+
+
+@pytest.fixture
+def outside(tmp_path: Path) -> Path:
+    """A folder outside the evidence home, with one file in it."""
+    folder = tmp_path / "outside"
+    folder.mkdir()
+    (folder / "secret.txt").write_text("not evidence\n", encoding="utf-8")
+    return folder
+
+
 def store_state(of: Home) -> dict[str, object]:
     """Every file of the evidence home (size and mtime), the views' row counts, and the views' columns."""
     files = {

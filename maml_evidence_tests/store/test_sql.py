@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from maml_evidence.policy import load_policy
@@ -37,6 +38,16 @@ def worked_queries() -> dict[str, str]:
         title, _, body = chunk.partition("\n")
         queries[title.removeprefix("-- ").strip()] = body.strip()
     return queries
+
+
+def readme_blocks(language: str) -> list[str]:
+    """Every ```<language> block of the README's SQL section."""
+    return re.findall(rf"```{language}\n(.*?)```", section("SQL over the evidence"), re.DOTALL)
+
+
+def readme_sql_statements() -> list[str]:
+    """Every statement of every ```sql block in the README's SQL section."""
+    return [s.query for block in readme_blocks("sql") for s in duckdb.extract_statements(block)]
 
 
 def query_titled(words: str) -> str:
@@ -182,6 +193,13 @@ def test_refusals_as_a_real_process(store_d: Home, tmp_path: Path, index: int) -
     assert_refused(result.returncode, result.stdout, result.stderr, sql)
     assert store_state(store_d) == before
     assert list(tmp_path.iterdir()) == []
+
+
+def test_every_readme_sql_statement_runs_on_both_connections(target: Home) -> None:
+    statements = readme_sql_statements()
+    assert len(statements) >= len(worked_queries())
+    for sql in statements:
+        ok(target, sql, "--format", "json")
 
 
 def test_readme_worked_queries(store_d: Home) -> None:
