@@ -6,6 +6,7 @@ from maml_evidence.defs.assets import OWNERS, decision_report
 from maml_evidence.defs.checks import record_check_results
 from maml_evidence.defs.metadata import markdown_table
 from maml_evidence.defs.resources import EvidenceStoreResource
+from maml_evidence.defs.runs import fail_dead_runs
 from maml_evidence.store.reevaluation import reevaluate, stale_policy_versions
 
 REEVALUATE_JOB = "reevaluate_history"
@@ -49,6 +50,8 @@ def decision_reevaluation(
             context.log.warning(f"skipped {damage}; run `maml-evidence doctor --repair`")
     if result.report_errors:
         metadata["reports_not_refreshed"] = dg.MetadataValue.md("\n".join(f"- {e}" for e in result.report_errors[:50]))
+    if result.recovered:
+        metadata["recovered"] = dg.MetadataValue.md("\n".join(f"- {line}" for line in result.recovered))
     if result.skipped_reason:
         metadata["skipped"] = result.skipped_reason
     if result.changes:
@@ -92,18 +95,7 @@ def policy_change_schedule(context: dg.ScheduleEvaluationContext, evidence: Evid
     """Requests one re-evaluation run per new policy version; a broken policy file fails the tick loudly."""
     store = evidence.store()
     policy = store.policy()  # raises with every problem named: a broken policy never falls back to defaults
-    unfinished = context.instance.get_runs(
-        dg.RunsFilter(
-            job_name=REEVALUATE_JOB,
-            statuses=[
-                dg.DagsterRunStatus.QUEUED,
-                dg.DagsterRunStatus.STARTING,
-                dg.DagsterRunStatus.STARTED,
-                dg.DagsterRunStatus.NOT_STARTED,
-            ],
-        ),
-        limit=1,
-    )
+    unfinished = fail_dead_runs(context.instance, REEVALUATE_JOB)  # a killed CLI re-evaluation must not block it
     if unfinished:
         return dg.SkipReason(f"re-evaluation run {unfinished[0].run_id} is still in progress")
     stale = stale_policy_versions(store, policy)
