@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,28 +27,43 @@ def markdown_table(header: list[str], body: list[list[object]]) -> str:
     return "\n".join(lines)
 
 
+_FALLBACK_WARNED: list[str] = []
+
+
 def add_partition_metadata(context: dg.AssetExecutionContext, by_partition: Mapping[str, Mapping[str, Any]]) -> None:
     """Materialization metadata per partition for a run over many partitions, recorded in one step.
 
     Dagster's public ``add_asset_metadata(partition_key=...)`` re-reads every dynamic partition from the
     instance on each call: O(partitions) per call and O(n^2) per run (~8 ms a call at 1,000 partitions, most
-    of the ingest's own cost). This checks the keys once and fills the step's metadata accumulator directly.
-    It relies on Dagster internals (pinned to 1.13; test_materialize checks per-partition metadata) and falls
-    back to the public call if they move.
+    of the ingest's own cost). This checks the keys once and fills the step's metadata accumulator directly
+    (Dagster internals, pinned exactly; ``test_partition_metadata_takes_the_one_step_path`` fails if they
+    move). Should they move anyway, it warns once and takes the public path: slower, same metadata.
     """
     unknown = set(by_partition) - set(context.partition_keys)
     if unknown:
         raise ValueError(f"metadata for partitions this run does not target: {sorted(unknown)[:5]}")
     try:
-        from dagster._core.execution.context.metadata_logging import AssetMetadataHandle, OutputMetadataAccumulator
-
-        step = context._step_execution_context  # noqa: SLF001 - see docstring
-        merged = dict(step._metadata_accumulator.per_output_metadata)  # noqa: SLF001
-        asset_key = context.assets_def.key
-        for partition_key, metadata in by_partition.items():
-            handle = AssetMetadataHandle(asset_key=asset_key, partition_key=partition_key)
-            merged[handle] = {**merged.get(handle, {}), **metadata}
-        step._metadata_accumulator = OutputMetadataAccumulator(per_output_metadata=merged)  # noqa: SLF001
-    except (ImportError, AttributeError, TypeError):
+        _record_in_one_step(context, by_partition)
+    except (ImportError, AttributeError, TypeError) as exc:
+        if not _FALLBACK_WARNED:
+            _FALLBACK_WARNED.append(str(exc))
+            message = (
+                f"per-partition metadata falls back to Dagster's public add_asset_metadata (O(n^2) per run): "
+                f"the internals it relies on moved ({type(exc).__name__}: {exc}); check the pinned dagster version"
+            )
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
+            context.log.warning(message)
         for partition_key, metadata in by_partition.items():
             context.add_asset_metadata(metadata, partition_key=partition_key)
+
+
+def _record_in_one_step(context: dg.AssetExecutionContext, by_partition: Mapping[str, Mapping[str, Any]]) -> None:
+    from dagster._core.execution.context.metadata_logging import AssetMetadataHandle, OutputMetadataAccumulator
+
+    step = context.get_step_execution_context()
+    merged = dict(step._metadata_accumulator.per_output_metadata)  # noqa: SLF001 - see add_partition_metadata
+    asset_key = context.assets_def.key
+    for partition_key, metadata in by_partition.items():
+        handle = AssetMetadataHandle(asset_key=asset_key, partition_key=partition_key)
+        merged[handle] = {**merged.get(handle, {}), **metadata}
+    step._metadata_accumulator = OutputMetadataAccumulator(per_output_metadata=merged)  # noqa: SLF001

@@ -79,7 +79,7 @@ def _write_inbox(inbox: Path, count: int, seed: int) -> None:
 def bench_ingest(work: Path, count: int, per_run_sample: int) -> dict[str, object]:
     import dagster as dg
 
-    from maml_evidence.headless import configure_dagster_home, evaluate_partitions, ingest
+    from maml_evidence.headless import evaluate_partitions, ingest, open_instance
     from maml_evidence.store import EvidenceStore
 
     os.environ.pop("DAGSTER_HOME", None)
@@ -108,12 +108,10 @@ def bench_ingest(work: Path, count: int, per_run_sample: int) -> dict[str, objec
 
     # One Dagster run per spike run, on a sample, through our real job.
     sample_store = EvidenceStore(work / "per-run").ensure()
-    os.environ.pop("DAGSTER_HOME", None)
-    configure_dagster_home(sample_store)
     _write_inbox(sample_store.home.inbox, per_run_sample, seed=12)
     from maml_evidence.store.intake import intake_files
 
-    instance = dg.DagsterInstance.get()
+    instance = open_instance(sample_store)
     results = intake_files(
         sample_store.home, sorted(sample_store.home.inbox.glob("*.json")),
         add_partitions=lambda ids: instance.add_dynamic_partitions("spike_runs", ids),
@@ -121,7 +119,7 @@ def bench_ingest(work: Path, count: int, per_run_sample: int) -> dict[str, objec
     ids = [r.spike_run_id for r in results if r.spike_run_id]
     started = time.perf_counter()
     for run_id in ids:
-        evaluate_partitions(instance, [run_id])
+        evaluate_partitions(instance, sample_store, [run_id])
     per_run_seconds = (time.perf_counter() - started) / len(ids)
     return {
         "spike_runs": count,

@@ -8,7 +8,7 @@ import dagster as dg
 
 from maml_evidence.definitions import defs
 from maml_evidence.defs.resources import EvidenceStoreResource
-from maml_evidence.headless import configure_dagster_home
+from maml_evidence.headless import open_instance
 from maml_evidence.store import EvidenceStore
 from maml_evidence_tests.faults.conftest import copy_samples
 
@@ -16,16 +16,15 @@ from maml_evidence_tests.faults.conftest import copy_samples
 def test_sensor_and_cli_at_once_evaluate_each_run_once(home: Path) -> None:
     ids = copy_samples(home / "inbox")
     store = EvidenceStore(home).ensure()
-    configure_dagster_home(store)  # the CLI and the sensor share the evidence home's instance
     cli = subprocess.Popen(
         [sys.executable, "-m", "maml_evidence.cli", "ingest", "--home", str(home)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    instance = dg.DagsterInstance.get()
+    instance = open_instance(store)  # the CLI and the sensor share the evidence home's instance
     resources = {"evidence": EvidenceStoreResource(home=str(home))}
-    sensor = defs.get_sensor_def("spike_inbox_sensor")
+    sensor = defs.resolve_sensor_def("spike_inbox_sensor")
     result = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs, resources=resources))
     for request in result.run_requests:
         run = defs.resolve_job_def("evaluate_spike_runs").execute_in_process(
@@ -55,3 +54,4 @@ def test_sensor_and_cli_at_once_evaluate_each_run_once(home: Path) -> None:
         connection.close()
     assert sorted(r[0] for r in rows) == ids and all(r[1] == 1 for r in rows)
     assert all(history[i] == 1 for i in ids), history
+    instance.dispose()
