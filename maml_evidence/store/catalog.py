@@ -22,6 +22,7 @@ from maml_evidence.store.tables import Damage, ParquetTables, view_sql
 CATALOG_VERSION = 2
 MARKER = "evidence.catalog.json"
 VANISHED_ATTEMPTS = 5
+GLOB_CHARACTERS = "[]*?{}"
 
 
 def _vanished(exc: duckdb.IOException) -> bool:
@@ -44,6 +45,12 @@ def _marker(home: EvidenceHome) -> dict[str, object]:
 
 def ensure_store(home: EvidenceHome) -> None:
     """Create the home's folders, table schema files and the DuckDB catalog of views (idempotent, cheap)."""
+    special = sorted(set(str(home.root)) & set(GLOB_CHARACTERS))
+    if special:
+        raise StoreError(
+            f"evidence home {str(home.root)!r}: its path contains {' '.join(special)}, which DuckDB reads as a "
+            "file pattern in every view; choose a folder whose path has none of [ ] * ? { }"
+        )
     home.ensure()
     ParquetTables(home).ensure()
     marker_path = home.root / MARKER
@@ -103,15 +110,6 @@ def memory_connection(home: EvidenceHome, damaged: list[Damage] | None = None) -
     if damaged is not None:
         damaged.extend(broken_files)
     return connection
-
-
-def catalog_connection(home: EvidenceHome) -> duckdb.DuckDBPyConnection:
-    """A read-only connection to ``evidence.duckdb``, as an analyst's DuckDB client would open it."""
-    ensure_store(home)
-    try:
-        return duckdb.connect(str(home.catalog), read_only=True)
-    except duckdb.Error as exc:
-        raise StoreError(f"{home.catalog}: cannot open read-only: {exc}") from exc
 
 
 def query(
