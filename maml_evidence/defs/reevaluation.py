@@ -68,7 +68,7 @@ def decision_reevaluation(
             )
         )
         if len(result.changes) <= MAX_CHECK_RERECORDS:
-            verdicts = result.changed_verdicts
+            verdicts = result.changed_verdicts()
             metadata["check_results_rerecorded"] = record_check_results(context.instance, verdicts, policy.version)
         else:
             context.log.warning(

@@ -19,7 +19,7 @@ from maml_evidence.store.home import EvidenceHome, StoreError
 from maml_evidence.store.schema import COMMITS, TABLES
 from maml_evidence.store.tables import Damage, ParquetTables, view_sql
 
-CATALOG_VERSION = 2
+CATALOG_VERSION = 3
 MARKER = "evidence.catalog.json"
 VANISHED_ATTEMPTS = 5
 GLOB_CHARACTERS = "[]*?{}"

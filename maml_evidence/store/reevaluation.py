@@ -8,22 +8,23 @@ interpretations are rewritten only for spike runs whose decision changed.
 from __future__ import annotations
 
 import json
-import multiprocessing
-import os
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from multiprocessing.connection import Connection
 
-from maml_evidence.gate import THRESHOLD_KEYS, GateInputs, Thresholds, Verdict, flip_cause, judge, merge_thresholds
-from maml_evidence.gate.thresholds import resolve_settings
+import duckdb
+import pyarrow as pa
+
+from maml_evidence.gate import ENABLE, THRESHOLD_KEYS, GateInputs, Verdict, flip_cause, judge
+from maml_evidence.gate.decision import CHECK_TABLE, show_number
+from maml_evidence.gate.metrics import extra_gpu_cost_usd
+from maml_evidence.gate.thresholds import Settings, effective_settings
 from maml_evidence.policy import Policy
-from maml_evidence.store import rows
+from maml_evidence.store import judging
 from maml_evidence.store.catalog import query
-from maml_evidence.store.commit import DecisionRows, ReportTask, commit, decisions_lock, write_rows
+from maml_evidence.store.commit import ReportTask, commit, decisions_lock
 from maml_evidence.store.evidence import REEVALUATION, EvidenceStore, sources_json
-from maml_evidence.store.home import StoreError
-from maml_evidence.store.schema import COMMITS
+from maml_evidence.store.schema import COMMITS, TABLES
 from maml_evidence.store.tables import new_batch_id
 
 GATE_INPUTS_SQL = """
@@ -42,69 +43,6 @@ JOIN accuracy_summary acc USING (spike_run_id)
 JOIN cost_metrics c USING (spike_run_id)
 ORDER BY d.spike_run_id
 """
-
-
-@dataclass(frozen=True, slots=True)
-class StoredRun:
-    """What the store holds of one spike run that re-judging it needs (the columns of ``GATE_INPUTS_SQL``)."""
-
-    spike_run_id: str
-    old_policy_version: str
-    old_decision: str
-    old_failed_check: str | None
-    revision: int
-    common_project_count: int
-    baseline_mean_steps: float
-    baseline_max_steps: float
-    mean_step_reduction: float
-    relative_step_reduction: float
-    mean_accuracy_regression_pp: float
-    extra_training_minutes: float
-    training_overhead_pct: float
-    payload_thresholds: str
-    payload_cost_profile: str
-    old_gpu_hour_usd: float
-    old_gpu_hour_usd_source: str
-    baseline_train_minutes: float
-    baseline_meta_train_minutes: float
-    candidate_train_minutes: float
-    candidate_meta_train_minutes: float
-
-    @property
-    def inputs(self) -> GateInputs:
-        return GateInputs(
-            self.common_project_count,
-            self.baseline_mean_steps,
-            self.baseline_max_steps,
-            self.mean_step_reduction,
-            self.relative_step_reduction,
-            self.mean_accuracy_regression_pp,
-            self.extra_training_minutes,
-            self.training_overhead_pct,
-        )
-
-    @property
-    def minutes(self) -> tuple[float, float, float, float]:
-        return (
-            self.baseline_train_minutes,
-            self.baseline_meta_train_minutes,
-            self.candidate_train_minutes,
-            self.candidate_meta_train_minutes,
-        )
-
-
-def read_stored_runs(store: EvidenceStore) -> tuple[list[StoredRun], list[str]]:
-    """Every evaluated spike run, columns selected by name; and the damaged files that were skipped."""
-    connection = store.connect()
-    try:
-        cursor = query(connection, GATE_INPUTS_SQL)
-        names = [d[0] for d in cursor.description]
-        if names != list(StoredRun.__dataclass_fields__):
-            raise AssertionError(f"GATE_INPUTS_SQL columns {names} do not match StoredRun")
-        records = [StoredRun(*row) for row in cursor.fetchall()]
-    finally:
-        connection.close()
-    return records, [d.describe() for d in store.last_damage]
 
 
 @dataclass(frozen=True)
@@ -127,11 +65,19 @@ class ReevaluationResult:
     decision_mix: dict[str, int]
     skipped_reason: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
-    changed_verdicts: dict[str, Verdict] = field(default_factory=dict)
+    # per flipped spike run: its stored gate inputs and settings, judged again only if asked (``changed_verdicts``)
+    changed_inputs: dict[str, tuple[tuple[float, ...], Settings]] = field(default_factory=dict)
     damaged: list[str] = field(default_factory=list)
-    workers: int = 1
     report_errors: list[str] = field(default_factory=list)
     recovered: list[str] = field(default_factory=list)
+
+
+    def changed_verdicts(self) -> dict[str, Verdict]:
+        """The scalar gate's verdict of every flipped spike run (for Dagster's per-partition check records)."""
+        return {
+            run_id: judge(GateInputs(*values), settings.thresholds, settings.gpu_hour_usd)
+            for run_id, (values, settings) in self.changed_inputs.items()
+        }
 
 
 def stale_policy_versions(store: EvidenceStore, policy: Policy) -> list[str]:
@@ -144,101 +90,118 @@ def stale_policy_versions(store: EvidenceStore, policy: Policy) -> list[str]:
     return sorted(v for (v,) in found if v != policy.version)
 
 
-@dataclass(frozen=True)
-class _Settings:
-    thresholds: Thresholds
-    threshold_values: dict[str, float | int]
-    gpu_hour_usd: float
-    sources_json: str
-    price_source: str
+def _settings_table(policy: Policy, pairs: list[tuple[str, str]]) -> tuple[pa.Table, dict[tuple[str, str], Settings]]:
+    """The settings each distinct pair of payload overrides is judged under, one row per pair."""
+    resolved = {
+        (t, c): effective_settings(policy.values, json.loads(t or "{}"), json.loads(c or "{}")) for t, c in pairs
+    }
+    columns: dict[str, list[object]] = {
+        "payload_thresholds": [t for t, _ in resolved],
+        "payload_cost_profile": [c for _, c in resolved],
+        **{key: [s.values[key] for s in resolved.values()] for key in THRESHOLD_KEYS},
+        "gpu_hour_usd": [s.gpu_hour_usd for s in resolved.values()],
+        "threshold_sources": [sources_json(s.sources) for s in resolved.values()],
+        "gpu_hour_usd_source": [s.sources["gpu_hour_usd"] for s in resolved.values()],
+    }
+    # the thresholds and the price as sentences show them, by the gate core's own formatting (once per pair)
+    for key in (*THRESHOLD_KEYS, "gpu_hour_usd"):
+        columns[f"shown_{key}"] = [show_number(key, s.values[key]) for s in resolved.values()]
+    types = {key: pa.int64() if key == "min_projects" else pa.float64() for key in THRESHOLD_KEYS}
+    return pa.table({k: pa.array(v, type=types.get(k)) for k, v in columns.items()}), resolved
 
 
-def _settings(policy: Policy, payload_thresholds: str, payload_cost: str) -> _Settings:
-    values, sources = resolve_settings(
-        policy.values, json.loads(payload_thresholds or "{}"), json.loads(payload_cost or "{}")
+def _select(table: str, expressions: dict[str, str], source: str) -> str:
+    """A SELECT of ``table``'s declared columns, each from ``expressions`` or the same-named source column."""
+    names = TABLES[table].column_names
+    return "SELECT " + ", ".join(f"{expressions.get(n, n)} AS {n}" for n in names) + f" FROM {source}"
+
+
+def _judge_and_write(
+    store: EvidenceStore, connection: duckdb.DuckDBPyConnection, policy: Policy, now: datetime, batch: str
+) -> tuple[dict[str, int], list[Change], dict[str, tuple[tuple[float, ...], Settings]]]:
+    """Judge every row of ``runs`` column-wise with the gate's check table; write the batch's rows (uncommitted)."""
+    pairs = connection.execute("SELECT DISTINCT payload_thresholds, payload_cost_profile FROM runs").fetchall()
+    settings, resolved = _settings_table(policy, pairs)
+    connection.register("settings", settings)
+    prices = connection.execute(
+        "SELECT r.spike_run_id, r.extra_training_minutes, s.gpu_hour_usd FROM runs r "
+        "JOIN settings s USING (payload_thresholds, payload_cost_profile)"
+    ).fetchall()
+    # the spec's cost model, by the gate core's own function
+    extra = pa.table(
+        {
+            "spike_run_id": [run_id for run_id, _, _ in prices],
+            "extra_gpu_cost_usd_per_run": [extra_gpu_cost_usd(minutes, price) for _, minutes, price in prices],
+        }
     )
-    thresholds = merge_thresholds({key: values[key] for key in THRESHOLD_KEYS})
-    return _Settings(
-        thresholds, thresholds.as_dict(), float(values["gpu_hour_usd"]), sources_json(sources), sources["gpu_hour_usd"]
+    connection.register("extra", extra)
+    for macro in judging.MACROS:
+        connection.execute(macro)
+    connection.execute("SET preserve_insertion_order = false")  # lets DuckDB write each file on every core
+    decision, failed = judging.decision_sql()
+    connection.execute(
+        f"CREATE TEMP TABLE judged AS SELECT *, {decision} AS decision, {failed} AS failed_check "
+        f"FROM (SELECT *, {judging.flags_sql()} FROM runs "
+        "JOIN settings USING (payload_thresholds, payload_cost_profile) JOIN extra USING (spike_run_id))"
     )
-
-
-@dataclass
-class _Chunk:
-    """What one worker judged and wrote."""
-
-    mix: dict[str, int] = field(default_factory=dict)
-    changes: list[Change] = field(default_factory=list)
-    changed_verdicts: dict[str, Verdict] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class _Task:
-    """One worker's share: everything it needs, passed explicitly (pickled only where workers do not fork)."""
-
-    home_root: str
-    policy: Policy
-    records: list[StoredRun]
-    now: datetime
-    batch: str
-
-
-PARALLEL_FROM = 20_000
-
-
-def _judge_and_write(task: _Task) -> _Chunk:
-    """Judge ``task.records`` with the gate core and write their rows into the (uncommitted) batch."""
-    store = EvidenceStore(task.home_root)
-    version, now = task.policy.version, task.now
-    cache: dict[tuple[str, str], _Settings] = {}
-    rows_out = DecisionRows()
-    costs = []
-    result = _Chunk()
-    for run in task.records:
-        key = (run.payload_thresholds, run.payload_cost_profile)
-        settings = cache.get(key)
-        if settings is None:
-            settings = cache[key] = _settings(task.policy, *key)
-        verdict = judge(run.inputs, settings.thresholds, settings.gpu_hour_usd)
-        run_id = run.spike_run_id
-        result.mix[verdict.decision] = result.mix.get(verdict.decision, 0) + 1
-        rows_out.decisions.append(
-            rows.decision_row(
-                run_id, verdict, settings.threshold_values, settings.sources_json, version, REEVALUATION, now
-            )
-        )
-        rows_out.checks.extend(rows.check_rows(run_id, verdict, now))
-        rows_out.history.append(rows.history_row(run_id, run.revision, verdict, version, REEVALUATION, now))
-        if settings.gpu_hour_usd != run.old_gpu_hour_usd or settings.price_source != run.old_gpu_hour_usd_source:
-            costs.append(
-                rows.cost_values_row(
-                    run_id, run.minutes, run.extra_training_minutes, run.training_overhead_pct, verdict,
-                    settings.price_source,
-                )
-            )  # fmt: skip
-        if verdict.decision != run.old_decision:
-            cause = flip_cause(run.old_failed_check, verdict.failed_check)
-            detail = next((c.reason for c in verdict.checks if c.name == cause), "")
-            result.changes.append(Change(run_id, run.old_decision, verdict.decision, cause, detail))
-            result.changed_verdicts[run_id] = verdict
-            rows_out.changes.append(
-                {
-                    "spike_run_id": run_id,
-                    "from_policy_version": run.old_policy_version,
-                    "to_policy_version": version,
-                    "from_decision": run.old_decision,
-                    "to_decision": verdict.decision,
-                    "cause_check": cause,
-                    "cause_detail": detail,
-                    "changed_at": now,
-                }
-            )
+    per_pair = {*THRESHOLD_KEYS, "gpu_hour_usd"}  # shown by the settings table
+    printed, shown = judging.shown_columns([n for n in judging.sentence_names() if n not in per_pair])
+    sentences = f"(SELECT *, {shown} FROM (SELECT *, {printed} FROM judged))"
+    ids = [run_id for run_id, _, _ in prices]
+    at = f"TIMESTAMPTZ '{now.isoformat()}'"
+    constants = {
+        "maml_recommended": f"decision = '{ENABLE}'",
+        "policy_version": f"'{policy.version}'",
+        "trigger": f"'{REEVALUATION}'",
+        "evaluated_at": at,
+    }
     # the price in force goes into cost_metrics before the decisions commit; a crash in between leaves the
     # decisions under the old policy, so the next re-evaluation redoes (and agrees with) it
-    if costs:
-        store.tables.write("cost_metrics", costs, [row["spike_run_id"] for row in costs], compact=False)
-    write_rows(store, task.batch, rows_out, compact=False)
-    return result
+    repriced = "judged WHERE gpu_hour_usd IS DISTINCT FROM old_gpu_hour_usd " \
+        "OR gpu_hour_usd_source IS DISTINCT FROM old_gpu_hour_usd_source"  # fmt: skip
+    repriced_ids = [r for (r,) in connection.execute(f"SELECT spike_run_id FROM {repriced}").fetchall()]
+    if repriced_ids:
+        store.tables.write_query("cost_metrics", connection, _select("cost_metrics", {}, repriced), repriced_ids, batch)
+    checks = " UNION ALL ".join(judging.check_rows_sql("shown", check, at) for check in CHECK_TABLE)
+    checks = f"WITH shown AS MATERIALIZED {sentences} {checks}"
+    store.tables.write_query("gate_checks", connection, checks, ids, batch)
+    store.tables.write_query("gate_decisions", connection, _select("gate_decisions", constants, "judged"), ids, batch)
+    history = _select("decision_history", constants, "judged")
+    store.tables.write_query("decision_history", connection, history, ids, batch)
+
+    mix = dict(connection.execute("SELECT decision, count(*) FROM judged GROUP BY ALL").fetchall())
+    flipped = connection.execute(
+        f"SELECT spike_run_id, old_decision, decision, old_failed_check, failed_check, old_policy_version, "
+        f"payload_thresholds, payload_cost_profile, {', '.join(GateInputs.__annotations__)}, "
+        f"{judging.reasons_sql()} FROM {sentences} WHERE decision != old_decision ORDER BY spike_run_id"
+    )
+    names = [d[0] for d in flipped.description]
+    changes: list[Change] = []
+    verdicts: dict[str, tuple[tuple[float, ...], Settings]] = {}
+    change_rows = []
+    for values in flipped.fetchall():
+        row = dict(zip(names, values, strict=True))
+        run_id = str(row["spike_run_id"])
+        cause = flip_cause(row["old_failed_check"], row["failed_check"])
+        detail = str(row[f"reason_{cause}"]) if cause else ""
+        changes.append(Change(run_id, str(row["old_decision"]), str(row["decision"]), cause, detail))
+        pair = resolved[(row["payload_thresholds"], row["payload_cost_profile"])]
+        verdicts[run_id] = (tuple(row[name] for name in GateInputs.__annotations__), pair)
+        change_rows.append(
+            {
+                "spike_run_id": run_id,
+                "from_policy_version": row["old_policy_version"],
+                "to_policy_version": policy.version,
+                "from_decision": row["old_decision"],
+                "to_decision": row["decision"],
+                "cause_check": cause,
+                "cause_detail": detail,
+                "changed_at": now,
+            }
+        )
+    if change_rows:
+        store.tables.write("decision_changes", change_rows, [c.spike_run_id for c in changes], batch=batch)
+    return mix, changes, verdicts
 
 
 def reevaluate(
@@ -246,52 +209,47 @@ def reevaluate(
 ) -> ReevaluationResult:
     """Re-judge every stored spike run under ``policy`` (default: the policy file in force).
 
-    Large histories are split across the machine's cores (forked workers, each judging and writing its share
-    into one uncommitted batch); the batch then commits at once through the store's one commit protocol
-    (``store/commit.py``), and the reports of flipped spike runs are rewritten.
+    The gate's check table runs column-wise in DuckDB over the stored gate inputs, the rows are written as one
+    uncommitted batch, which then commits at once through the store's one commit protocol
+    (``store/commit.py``); the reports of flipped spike runs are rewritten.
     """
     timings: dict[str, float] = {}
     started = time.perf_counter()
     policy = policy if policy is not None else store.policy()
     with decisions_lock(store) as recovered:
-        records, damaged = read_stored_runs(store)
-        timings["read"] = time.perf_counter() - started
-        previous = sorted({r.old_policy_version for r in records if r.old_policy_version != policy.version})
-        if not force and not previous:
-            return ReevaluationResult(
-                policy,
-                [],
-                0,
-                [],
-                {},
-                skipped_reason=f"every stored decision already uses policy {policy.version}",
-                damaged=damaged,
-                recovered=recovered,
-            )
-
-        t0 = time.perf_counter()
-        store.record_policy(policy)
-        now = datetime.now(UTC)
-        batch = new_batch_id()
-        workers = min(os.cpu_count() or 1, 4) if len(records) >= PARALLEL_FROM and _can_fork() else 1
-        step = max(1, -(-len(records) // workers))
-        tasks = [
-            _Task(str(store.home.root), policy, records[i : i + step], now, batch) for i in range(0, len(records), step)
-        ]
-        chunks = _run_forked(tasks) if workers > 1 else [_judge_and_write(task) for task in tasks]
-        timings["judge_and_write"] = time.perf_counter() - t0
-        mix: dict[str, int] = {}
-        changes: list[Change] = []
-        changed_verdicts: dict[str, Verdict] = {}
-        for chunk in chunks:
-            for decision, n in chunk.mix.items():
-                mix[decision] = mix.get(decision, 0) + n
-            changes.extend(chunk.changes)
-            changed_verdicts.update(chunk.changed_verdicts)
+        connection = store.connect()
+        try:
+            query(connection, f"CREATE TEMP TABLE runs AS {GATE_INPUTS_SQL}")
+            damaged = [d.describe() for d in store.last_damage]
+            count, = connection.execute("SELECT count(*) FROM runs").fetchone()  # type: ignore[misc]
+            previous = sorted(
+                v for (v,) in connection.execute("SELECT DISTINCT old_policy_version FROM runs").fetchall()
+                if v != policy.version
+            )  # fmt: skip
+            timings["read"] = time.perf_counter() - started
+            if not force and not previous:
+                return ReevaluationResult(
+                    policy,
+                    [],
+                    0,
+                    [],
+                    {},
+                    skipped_reason=f"every stored decision already uses policy {policy.version}",
+                    damaged=damaged,
+                    recovered=recovered,
+                )
+            t0 = time.perf_counter()
+            store.record_policy(policy)
+            now = datetime.now(UTC)
+            batch = new_batch_id()
+            mix, changes, changed_inputs = _judge_and_write(store, connection, policy, now, batch)
+            timings["judge_and_write"] = time.perf_counter() - t0
+        finally:
+            connection.close()
 
         t0 = time.perf_counter()
         reports = [ReportTask(c.spike_run_id, policy.version, REEVALUATION) for c in changes] if refresh_reports else []
-        report_errors = commit(store, batch, REEVALUATION, now, [policy.version], len(records), reports)
+        report_errors = commit(store, batch, REEVALUATION, now, [policy.version], count, reports)
         timings["commit_and_reports"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -302,52 +260,15 @@ def reevaluate(
     return ReevaluationResult(
         policy,
         previous,
-        len(records),
+        count,
         changes,
         mix,
         timings=timings,
-        changed_verdicts=changed_verdicts,
+        changed_inputs=changed_inputs,
         damaged=damaged,
-        workers=workers,
         report_errors=report_errors,
         recovered=recovered,
     )
-
-
-def _worker(task: _Task, results: Connection) -> None:
-    try:
-        results.send((True, _judge_and_write(task)))
-    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
-        results.send((False, f"{type(exc).__name__}: {exc}"))
-    finally:
-        results.close()
-
-
-def _run_forked(tasks: list[_Task]) -> list[_Chunk]:
-    """One forked process per task: each inherits its task (nothing is pickled on the way in)."""
-    context = multiprocessing.get_context("fork")
-    started = []
-    for task in tasks:
-        receive, send = context.Pipe(duplex=False)
-        process = context.Process(target=_worker, args=(task, send), daemon=True)
-        process.start()
-        send.close()
-        started.append((process, receive))
-    chunks, errors = [], []
-    for process, receive in started:
-        try:
-            ok, value = receive.recv()
-        except EOFError:
-            ok, value = False, "a re-evaluation worker died"
-        process.join()
-        (chunks if ok else errors).append(value)
-    if errors:
-        raise StoreError(f"re-evaluation failed, nothing was committed: {'; '.join(map(str, errors))}")
-    return chunks
-
-
-def _can_fork() -> bool:
-    return "fork" in multiprocessing.get_all_start_methods()
 
 
 def latest_changes(store: EvidenceStore, policy_version: str) -> list[Change]:

@@ -14,7 +14,10 @@ from datetime import UTC, datetime
 from maml_evidence.gate import evaluate_payload, validate_payload
 from maml_evidence.store import EvidenceStore, rows
 from maml_evidence.store.evidence import sources_json
+from maml_evidence.store.commit import commit
 from maml_evidence.store.registry import Revision
+from maml_evidence.store.schema import TABLES
+from maml_evidence.store.tables import new_batch_id
 from maml_evidence_tests.generator import generate_payloads
 
 
@@ -41,12 +44,17 @@ def seed_store(store: EvidenceStore, count: int, seed: int = 141) -> dict[str, i
         tables["accuracy_summary"].append(rows.accuracy_summary_row(run_id, payload, metrics))
         tables["cost_metrics"].append(rows.cost_row(run_id, metrics, verdict, report["cost"]["assumptions"]["gpu_hour_usd_source"]))
         tables["gate_decisions"].append(
-            rows.decision_row(run_id, verdict, report["thresholds"], sources_json(report), policy.version, "ingest", now)
+            rows.decision_row(run_id, verdict, report["thresholds"], sources_json(
+                {**report["threshold_sources"], "gpu_hour_usd": report["cost"]["assumptions"]["gpu_hour_usd_source"]}
+            ), policy.version, "ingest", now)
         )
         tables["gate_checks"].extend(rows.check_rows(run_id, verdict, now))
         tables["decision_history"].append(rows.history_row(run_id, 1, verdict, policy.version, "ingest", now))
         ids.append(run_id)
     store.record_policy(policy)
+    batch = new_batch_id()  # the decision tables commit as one batch, as an ingest's decision step does
     for name, table_rows in tables.items():
-        store.tables.write(name, table_rows, ids, compact=False)
+        committed = TABLES[name].committed
+        store.tables.write(name, table_rows, ids, compact=False, batch=batch if committed else None)
+    commit(store, batch, "ingest", now, [policy.version], len(ids), [])
     return mix

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
+from pathlib import Path
 
 import pytest
 
 from maml_evidence import evaluate_feasibility
-from maml_evidence.gate import CHECK_NAMES, THRESHOLD_KEYS, flip_cause
+from maml_evidence.gate import CHECK_NAMES, THRESHOLD_KEYS, GateInputs, flip_cause, judge
 from maml_evidence.policy import load_policy
+from maml_evidence.store import EvidenceStore
 from maml_evidence.store.reevaluation import reevaluate
-from maml_evidence_tests.policy.conftest import PAYLOADS, POLICY_B, Home, oracle
+from maml_evidence_tests.policy.conftest import PAYLOADS, POLICY_B, Home, oracle, toml_text
 
 
 def flips(old: dict[str, dict], new: dict[str, dict]) -> dict[str, tuple[str, str, str | None]]:
@@ -231,17 +232,55 @@ def test_an_unreadable_payload_does_not_undo_a_reevaluation(home: Home) -> None:
         assert report["decision"] == expected[run_id][1]
 
 
-def test_parallel_workers_give_the_same_result(home: Home, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Large histories are split across forked workers; forcing that path on a small one changes nothing."""
-    from maml_evidence.store import reevaluation
+@pytest.mark.parametrize(
+    "policy",
+    [POLICY_B, {"min_mean_step_reduction": 3.0, "trigger_mean_steps": 6.0, "max_extra_gpu_cost_usd_per_run": 0.5}],
+)
+def test_column_wise_judging_matches_the_scalar_gate_on_every_run_check_and_sentence(
+    tmp_path: Path, policy: dict[str, float]
+) -> None:
+    """The differential test of the column-wise path: 1,500 generated spike runs, every cell against ``judge``."""
+    from maml_evidence.gate.thresholds import effective_settings
+    from maml_evidence_tests.benchmarks.seed import seed_store
 
-    monkeypatch.setattr(reevaluation, "PARALLEL_FROM", 1)
-    new = oracle(POLICY_B)
-    home.write_policy(POLICY_B)
-    result = reevaluate(home.store)
-    assert result.workers == min(os.cpu_count() or 1, 4)
-    assert {run_id: row["decision"] for run_id, row in home.decisions().items()} == {
-        run_id: report["decision"] for run_id, report in new.items()
-    }
-    checks = home.rows("SELECT spike_run_id, count(*) AS n FROM gate_checks GROUP BY 1")
-    assert {row["spike_run_id"]: row["n"] for row in checks} == dict.fromkeys(new, len(CHECK_NAMES))
+    store = EvidenceStore(tmp_path / "evidence").ensure()
+    seed_store(store, 1_500, seed=29)
+    (store.home.policy_file).write_text(toml_text(policy), encoding="utf-8")
+    result = reevaluate(store, refresh_reports=False)
+    assert result.evaluated == 1_500 and result.changes
+
+    connection = store.connect()
+    try:
+        inputs_sql = (
+            "SELECT r.spike_run_id, r.payload_thresholds, r.payload_cost_profile, a.common_project_count, "
+            "a.baseline_mean_steps, a.baseline_max_steps, a.mean_step_reduction, a.relative_step_reduction, "
+            "acc.mean_accuracy_regression_pp, c.extra_training_minutes, c.training_overhead_pct "
+            "FROM spike_runs r JOIN adaptation_summary a USING (spike_run_id) "
+            "JOIN accuracy_summary acc USING (spike_run_id) JOIN cost_metrics c USING (spike_run_id)"
+        )
+        stored = {row[0]: row[1:] for row in connection.execute(inputs_sql).fetchall()}
+        cursor = connection.execute("SELECT * FROM gate_decisions")
+        names = [d[0] for d in cursor.description]
+        decisions = {row[0]: dict(zip(names, row, strict=True)) for row in cursor.fetchall()}
+        cursor = connection.execute("SELECT * FROM gate_checks")
+        names = [d[0] for d in cursor.description]
+        checks = {(row[0], row[1]): dict(zip(names, row, strict=True)) for row in cursor.fetchall()}
+        costs = dict(connection.execute("SELECT spike_run_id, gpu_hour_usd FROM cost_metrics").fetchall())
+    finally:
+        connection.close()
+    assert len(decisions) == 1_500 and len(checks) == 1_500 * len(CHECK_NAMES)
+    for run_id, (thresholds, cost, *values) in stored.items():
+        settings = effective_settings(policy, json.loads(thresholds), json.loads(cost))
+        verdict = judge(GateInputs(*values), settings.thresholds, settings.gpu_hour_usd)
+        row = decisions[run_id]
+        assert (row["decision"], row["failed_check"]) == (verdict.decision, verdict.failed_check), run_id
+        assert {name: row[name] for name in CHECK_NAMES} == verdict.flags(), run_id
+        assert row["extra_gpu_cost_usd_per_run"] == verdict.extra_gpu_cost_usd_per_run, run_id
+        assert row["gpu_hour_usd"] == settings.gpu_hour_usd == costs[run_id], run_id
+        assert {key: row[key] for key in THRESHOLD_KEYS} == settings.thresholds.as_dict(), run_id
+        for check in verdict.checks:
+            found, decisive = checks[(run_id, check.name)], check.decisive
+            assert (found["passed"], found["reason"]) == (check.passed, check.reason), (run_id, check.name)
+            assert (found["metric"], found["observed"], found["threshold"]) == (
+                decisive.metric, decisive.observed, decisive.threshold
+            ), (run_id, check.name)  # fmt: skip

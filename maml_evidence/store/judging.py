@@ -1,0 +1,139 @@
+"""The gate's ``CHECK_TABLE`` applied column-wise, as DuckDB SQL, for bulk re-evaluation.
+
+Nothing here states a rule of its own: every condition, how a check's conditions combine, the decision a check
+makes when it is first to fail, and every sentence come from ``CHECK_TABLE``; the observed values come from
+the stored gate inputs and ``observed_values``'s one derived metric is computed by the gate core's own
+function. Number formatting follows ``gate.decision.fmt`` (four decimals, no trailing zeros); the
+differential tests compare every decision, check and sentence with the scalar gate.
+"""
+
+from __future__ import annotations
+
+import string
+
+from maml_evidence.gate.decision import ALL, CHECK_TABLE, ENABLE, FRACTIONS, GLYPHS, CheckSpec
+
+# ``fmt`` of the gate core, in SQL, in two steps so that each value is printed once: printf's %.4f rounds the
+# binary value exactly as Python's format does; then trailing zeros and the point go, and "-0" reads "0".
+MACROS = (
+    "CREATE OR REPLACE TEMP MACRO gate_printed(x) AS printf('%.4f', x::DOUBLE)",
+    "CREATE OR REPLACE TEMP MACRO gate_trimmed(p) AS "
+    "CASE WHEN p = '-0.0000' THEN '0' ELSE rtrim(rtrim(p, '0'), '.') END",
+)
+
+
+def shown_columns(names: list[str]) -> tuple[str, str]:
+    """Two projections that add ``shown_<name>``: each value as the gate's sentences show it.
+
+    The first prints (``printed_<name>``), the second trims; fractions show as percentages.
+    """
+    printed = ", ".join(
+        f"gate_printed({_ident(n)}{' * 100' if n in FRACTIONS else ''}) AS {_ident('printed_' + n)}" for n in names
+    )
+    percent = " || '%'"
+    shown = ", ".join(
+        f"gate_trimmed({_ident('printed_' + n)}){percent if n in FRACTIONS else ''} AS {_ident('shown_' + n)}"
+        for n in names
+    )
+    return printed, shown
+
+
+def sentence_names() -> list[str]:
+    """Every value some check sentence shows."""
+    names: list[str] = []
+    for check in CHECK_TABLE:
+        for text in (check.passed_sentence, check.failed_sentence):
+            for _literal_text, field, _spec, _conversion in string.Formatter().parse(text):
+                if field and not field.startswith("cmp[") and field not in names:
+                    names.append(field)
+    return names
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def condition_sql(check: CheckSpec, index: int) -> str:
+    """Whether condition ``index`` of ``check`` holds: ``observed <operator> threshold``."""
+    condition = check.conditions[index]
+    return f"({_ident(condition.metric)} {condition.operator} {_ident(condition.threshold_key)})"
+
+
+def passed_sql(check: CheckSpec) -> str:
+    """Whether the check passes: its conditions combined as the table says."""
+    joiner = " AND " if check.combine == ALL else " OR "
+    return "(" + joiner.join(condition_sql(check, i) for i in range(len(check.conditions))) + ")"
+
+
+def decision_sql() -> tuple[str, str]:
+    """(decision, failed_check) over the ``flags_sql`` columns: the first failing check in table order decides."""
+    decision = " ".join(f"WHEN NOT {_ident(c.name)} THEN {_literal(c.on_fail)}" for c in CHECK_TABLE)
+    failed = " ".join(f"WHEN NOT {_ident(c.name)} THEN {_literal(c.name)}" for c in CHECK_TABLE)
+    return f"CASE {decision} ELSE {_literal(ENABLE)} END", f"CASE {failed} ELSE NULL END"
+
+
+def decisive_sql(check: CheckSpec) -> str:
+    """Index of the condition that settled the check (first with the check's outcome, else the first)."""
+    passed = _ident(check.name)
+    whens = " ".join(f"WHEN {condition_sql(check, i)} = {passed} THEN {i}" for i in range(len(check.conditions)))
+    return f"CASE {whens} ELSE 0 END"
+
+
+def _sentence_sql(check: CheckSpec, template_text: str) -> str:
+    parts = []
+    for literal, field, _spec, _conversion in string.Formatter().parse(template_text):
+        if literal:
+            parts.append(_literal(literal))
+        name = field or ""
+        if name.startswith("cmp["):  # {cmp[metric]}: how that metric's condition came out
+            metric = name.removeprefix("cmp[").removesuffix("]")
+            index = next(i for i, c in enumerate(check.conditions) if c.metric == metric)
+            holds, fails = GLYPHS[check.conditions[index].operator]
+            parts.append(f"CASE WHEN {condition_sql(check, index)} THEN {_literal(holds)} ELSE {_literal(fails)} END")
+        elif name:
+            parts.append(_ident("shown_" + name))
+    return "(" + " || ".join(parts or ["''"]) + ")"
+
+
+def reason_sql(check: CheckSpec) -> str:
+    """The check's sentence for the outcome it came to (its ``flags_sql`` column), values and comparisons filled in."""
+    return (
+        f"CASE WHEN {_ident(check.name)} THEN {_sentence_sql(check, check.passed_sentence)} "
+        f"ELSE {_sentence_sql(check, check.failed_sentence)} END"
+    )
+
+
+def check_rows_sql(source: str, check: CheckSpec, evaluated_at: str) -> str:
+    """``gate_checks`` rows of one check for every spike run of ``source`` (columns as the table declares).
+
+    ``source`` has the observed values, thresholds, ``flags_sql`` columns and ``shown_columns``.
+    """
+    decisive = decisive_sql(check)
+
+    def pick(values: list[str]) -> str:
+        return "CASE " + " ".join(f"WHEN {decisive} = {i} THEN {v}" for i, v in enumerate(values)) + " END"
+
+    conditions = check.conditions
+    return (
+        f"SELECT spike_run_id, {_literal(check.name)} AS check_name, {_ident(check.name)} AS passed, "
+        f"{pick([_literal(c.metric) for c in conditions])} AS metric, "
+        f"{pick([f'{_ident(c.metric)}::DOUBLE' for c in conditions])} AS observed, "
+        f"{pick([_literal(c.operator) for c in conditions])} AS operator, "
+        f"{pick([f'{_ident(c.threshold_key)}::DOUBLE' for c in conditions])} AS threshold, "
+        f"{pick([_literal(c.threshold_key) for c in conditions])} AS threshold_key, "
+        f"{reason_sql(check)} AS reason, {evaluated_at} AS evaluated_at FROM {source}"
+    )
+
+
+def flags_sql() -> str:
+    """One boolean column per check, named as the check."""
+    return ", ".join(f"{passed_sql(c)} AS {_ident(c.name)}" for c in CHECK_TABLE)
+
+
+def reasons_sql() -> str:
+    """One sentence column per check, named ``reason_<check>``."""
+    return ", ".join(f"{reason_sql(c)} AS {_ident('reason_' + c.name)}" for c in CHECK_TABLE)
