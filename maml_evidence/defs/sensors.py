@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import dagster as dg
@@ -9,15 +10,16 @@ import dagster as dg
 from maml_evidence.defs.jobs import evaluate_spike_runs
 from maml_evidence.defs.partitions import contiguous_ranges, range_tags, spike_runs
 from maml_evidence.defs.resources import EvidenceStoreResource
-from maml_evidence.store.intake import QUARANTINED, intake_files
+from maml_evidence.store.intake import QUARANTINED, SKIPPED, inbox_entries, intake_files
 
 
 def _stamp(path: Path) -> str | None:
+    """The entry itself (never a link's target): inode, mtime and size; None once it is gone."""
     try:
-        stat = path.stat()
-    except FileNotFoundError:
+        stat = os.lstat(path)
+    except OSError:
         return None
-    return f"{stat.st_mtime_ns}:{stat.st_size}"
+    return f"{stat.st_ino}:{stat.st_mtime_ns}:{stat.st_size}"
 
 
 @dg.sensor(
@@ -27,11 +29,15 @@ def _stamp(path: Path) -> str | None:
     description="Watches the evidence inbox; validates new payload files, quarantines bad ones, evaluates the rest.",
 )
 def spike_inbox_sensor(context: dg.SensorEvaluationContext, evidence: EvidenceStoreResource) -> dg.SensorResult:
-    """Each tick: files new or changed since the cursor are taken in; valid new spike runs get one run."""
+    """Each tick: inbox entries new or changed since the cursor are taken in; valid new spike runs get one run.
+
+    The inbox is listed and judged exactly as ``maml-evidence ingest`` does (``inbox_entries``, ``intake_files``):
+    every entry is accepted, unchanged, quarantined or skipped, each logged once.
+    """
     store = evidence.store()
     store.policy()  # a broken thresholds.toml fails the tick loudly instead of evaluating under other thresholds
     seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
-    stamps = {path: _stamp(path) for path in sorted(store.home.inbox.glob("*.json"))}
+    stamps = {path: _stamp(path) for path in inbox_entries(store.home)}
     changed = [path for path, stamp in stamps.items() if stamp is not None and seen.get(path.name) != stamp]
     cursor = {path.name: stamp for path, stamp in stamps.items() if stamp is not None and path.name in seen}
     if not changed:
@@ -47,10 +53,16 @@ def spike_inbox_sensor(context: dg.SensorEvaluationContext, evidence: EvidenceSt
     )
     for result in results:
         if result.outcome == QUARANTINED:
-            context.log.warning(f"quarantined {result.path.name}: {result.message}")
+            context.log.warning(f"quarantined {result.display} -> {result.quarantined_to}: {result.message}")
+            cursor.pop(result.path.name, None)
+            continue
+        if result.outcome == SKIPPED and not result.already_reported:
+            context.log.warning(f"skipped {result.display}: {result.message}")
+        elif result.outcome != SKIPPED:
+            context.log.info(f"{result.display}: {result.outcome} ({result.spike_run_id}, {result.message})")
+        if result.retry:
             cursor.pop(result.path.name, None)
         else:
-            context.log.info(f"{result.path.name}: {result.outcome} ({result.spike_run_id}, {result.message})")
             cursor[result.path.name] = stamps[result.path] or ""
     wanted = [r.spike_run_id for r in results if r.needs_run and r.spike_run_id]
     requests = []
@@ -64,7 +76,7 @@ def spike_inbox_sensor(context: dg.SensorEvaluationContext, evidence: EvidenceSt
                     run_key=f"{first}..{last}:{digest}", tags=range_tags(first, last), job_name=evaluate_spike_runs.name
                 )
             )
-    summary = ", ".join(f"{r.path.name}={r.outcome}" for r in results)
+    summary = ", ".join(f"{r.display}={r.outcome}" for r in results)
     return dg.SensorResult(
         run_requests=requests,
         cursor=json.dumps(cursor),

@@ -16,6 +16,19 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def utf8_text(text: str) -> str:
+    """``text`` as valid UTF-8: a file name's undecodable bytes (kept as surrogates by the file system codec)
+    become ``\\xNN``; Parquet, JSON and Dagster metadata can then store it."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        try:
+            return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:
+            return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 @dataclass(frozen=True)
 class Revision:
     """One accepted payload revision of a spike run."""
@@ -60,14 +73,17 @@ class PayloadRegistry:
         return history[-1] if history else None
 
     def accept(self, spike_run_id: str, data: bytes, source_file: str, accepted_by: str = "cli") -> Revision:
-        """Store ``data`` as the spike run's newest revision (the caller decided it may replace)."""
+        """Store ``data`` as the spike run's newest revision (the caller decided it may replace).
+
+        ``source_file`` is stored as valid UTF-8 (see ``utf8_text``); intake passes it already escaped.
+        """
         history = self.history(spike_run_id)
         digest = sha256_hex(data)
         revision = Revision(
             spike_run_id=spike_run_id,
             revision=(history[-1].revision + 1) if history else 1,
             sha256=digest,
-            source_file=source_file,
+            source_file=utf8_text(source_file),
             accepted_at=datetime.now(UTC).isoformat(),
             accepted_by=accepted_by,
         )
