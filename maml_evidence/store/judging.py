@@ -9,8 +9,6 @@ differential tests compare every decision, check and sentence with the scalar ga
 
 from __future__ import annotations
 
-import string
-
 from maml_evidence.gate.decision import ALL, CHECK_TABLE, ENABLE, FRACTIONS, GLYPHS, CheckSpec
 
 # ``fmt`` of the gate core, in SQL, in two steps so that each value is printed once: printf's %.4f rounds the
@@ -36,17 +34,6 @@ def shown_columns(names: list[str]) -> tuple[str, str]:
         for n in names
     )
     return printed, shown
-
-
-def sentence_names() -> list[str]:
-    """Every value some check sentence shows."""
-    names: list[str] = []
-    for check in CHECK_TABLE:
-        for text in (check.passed_sentence, check.failed_sentence):
-            for _literal_text, field, _spec, _conversion in string.Formatter().parse(text):
-                if field and not field.startswith("cmp[") and field not in names:
-                    names.append(field)
-    return names
 
 
 def _literal(text: str) -> str:
@@ -83,28 +70,65 @@ def decisive_sql(check: CheckSpec) -> str:
     return f"CASE {whens} ELSE 0 END"
 
 
-def _sentence_sql(check: CheckSpec, template_text: str) -> str:
+_MARK = "\x00"
+
+
+class _Marks(dict):  # type: ignore[type-arg]
+    """Stands in for the values a sentence shows: each lookup leaves a marker naming what was looked up."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+
+    def __missing__(self, name: str) -> str:
+        return f"{_MARK}{self.kind}:{name}{_MARK}"
+
+
+def sentence_parts(check: CheckSpec, passed: bool) -> list[tuple[str, str]]:
+    """The check's sentence for one outcome as parts: ("text", literal), ("value", name) or ("cmp", metric).
+
+    The sentence is the check's own ``explain``, called with markers instead of values; nothing is restated.
+    """
+    text = check.explain(passed, _Marks("value"), _Marks("cmp"))
+    parts: list[tuple[str, str]] = []
+    for index, piece in enumerate(text.split(_MARK)):
+        if index % 2 == 0:
+            if piece:
+                parts.append(("text", piece))
+        else:
+            kind, _, name = piece.partition(":")
+            parts.append((kind, name))
+    return parts
+
+
+def sentence_names() -> list[str]:
+    """Every value some check sentence shows."""
+    names: list[str] = []
+    for check in CHECK_TABLE:
+        for passed in (True, False):
+            for kind, name in sentence_parts(check, passed):
+                if kind == "value" and name not in names:
+                    names.append(name)
+    return names
+
+
+def _sentence_sql(check: CheckSpec, passed: bool) -> str:
     parts = []
-    for literal, field, _spec, _conversion in string.Formatter().parse(template_text):
-        if literal:
-            parts.append(_literal(literal))
-        name = field or ""
-        if name.startswith("cmp["):  # {cmp[metric]}: how that metric's condition came out
-            metric = name.removeprefix("cmp[").removesuffix("]")
-            index = next(i for i, c in enumerate(check.conditions) if c.metric == metric)
+    for kind, name in sentence_parts(check, passed):
+        if kind == "text":
+            parts.append(_literal(name))
+        elif kind == "cmp":  # how that metric's condition came out
+            index = next(i for i, c in enumerate(check.conditions) if c.metric == name)
             holds, fails = GLYPHS[check.conditions[index].operator]
             parts.append(f"CASE WHEN {condition_sql(check, index)} THEN {_literal(holds)} ELSE {_literal(fails)} END")
-        elif name:
+        else:
             parts.append(_ident("shown_" + name))
     return "(" + " || ".join(parts or ["''"]) + ")"
 
 
 def reason_sql(check: CheckSpec) -> str:
     """The check's sentence for the outcome it came to (its ``flags_sql`` column), values and comparisons filled in."""
-    return (
-        f"CASE WHEN {_ident(check.name)} THEN {_sentence_sql(check, check.passed_sentence)} "
-        f"ELSE {_sentence_sql(check, check.failed_sentence)} END"
-    )
+    return f"CASE WHEN {_ident(check.name)} THEN {_sentence_sql(check, True)} ELSE {_sentence_sql(check, False)} END"
 
 
 def check_rows_sql(source: str, check: CheckSpec, evaluated_at: str) -> str:

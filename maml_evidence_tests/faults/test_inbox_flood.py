@@ -34,7 +34,7 @@ def test_flood_of_files_is_fully_accounted_for(home: Path, tmp_path: Path) -> No
     (tmp_path / "dagster").mkdir()
     with dg.instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
         resources = {"evidence": EvidenceStoreResource(home=str(home))}
-        sensor = defs.get_sensor_def("spike_inbox_sensor")
+        sensor = defs.resolve_sensor_def("spike_inbox_sensor")
         result = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs, resources=resources))
         assert len(result.run_requests) == 1
         request = result.run_requests[0]

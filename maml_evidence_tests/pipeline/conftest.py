@@ -13,7 +13,6 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from dagster._core.definitions.sensor_definition import SensorExecutionData
 
 from maml_evidence.defs.partitions import range_tags, spike_runs
 from maml_evidence.defs.resources import EvidenceStoreResource
@@ -108,8 +107,8 @@ class Pipeline:
 
         return intake_files(self.store.home, files, known_partitions=lambda: set(self.partitions()), add_partitions=add)
 
-    def tick(self, cursor: str | None = None) -> SensorExecutionData:
-        sensor = defs().get_sensor_def(SENSOR)
+    def tick(self, cursor: str | None = None):  # Dagster's tick result has no public type
+        sensor = defs().resolve_sensor_def(SENSOR)
         context = dg.build_sensor_context(
             instance=self.instance, definitions=defs(), resources=self.resources, cursor=cursor
         )

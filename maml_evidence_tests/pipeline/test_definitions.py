@@ -70,7 +70,7 @@ def test_the_six_gate_checks_sit_on_the_assets_they_judge() -> None:
 
 
 def test_inbox_sensor_runs_by_default_and_targets_the_evaluate_job() -> None:
-    sensor = defs().get_sensor_def(SENSOR)
+    sensor = defs().resolve_sensor_def(SENSOR)
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
     assert sensor.job_name == EVALUATE_JOB
     assert sensor.description

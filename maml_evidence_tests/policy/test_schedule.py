@@ -13,7 +13,7 @@ COST_GUARD = dg.AssetCheckKey(dg.AssetKey("cost_metrics"), "cost_guard")
 
 
 def tick(home: Home, instance: dg.DagsterInstance):  # noqa: ANN201 - ScheduleExecutionData
-    schedule = defs.get_schedule_def("policy_change_schedule")
+    schedule = defs.resolve_schedule_def("policy_change_schedule")
     return schedule.evaluate_tick(dg.build_schedule_context(instance=instance, resources=home.resources))
 
 
@@ -27,7 +27,7 @@ def latest_check(instance: dg.DagsterInstance, key: dg.AssetCheckKey) -> dict[st
 
 
 def test_schedule_is_running_by_default() -> None:
-    schedule = defs.get_schedule_def("policy_change_schedule")
+    schedule = defs.resolve_schedule_def("policy_change_schedule")
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
     assert schedule.job_name == "reevaluate_history"
 
