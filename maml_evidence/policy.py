@@ -17,7 +17,7 @@ from pathlib import Path
 
 from maml_evidence.gate import THRESHOLD_KEYS, PayloadValidationError, Problem
 from maml_evidence.gate.errors import Collector
-from maml_evidence.gate.thresholds import COST_PROFILE_KEYS, check_overrides, resolve_settings
+from maml_evidence.gate.thresholds import COST_PROFILE_KEYS, check_overrides, effective_settings
 
 WHAT = "threshold policy"
 POLICY_KEYS: tuple[str, ...] = (*THRESHOLD_KEYS, *COST_PROFILE_KEYS)
@@ -25,7 +25,7 @@ POLICY_KEYS: tuple[str, ...] = (*THRESHOLD_KEYS, *COST_PROFILE_KEYS)
 
 def effective_policy(values: dict[str, float | int]) -> dict[str, float | int]:
     """The policy layer over the spec's defaults: every threshold key and the GPU price."""
-    merged, _sources = resolve_settings(values, {}, {})
+    merged = effective_settings(values, {}, {}).values
     return {key: (int(v) if key == "min_projects" else float(v)) for key, v in merged.items()}
 
 
@@ -51,9 +51,12 @@ class Policy:
 
 
 def parse_policy(text: str, source: str) -> Policy:
-    """Parse and validate policy TOML: top-level keys only, each a known threshold key or ``gpu_hour_usd``."""
+    """Parse and validate policy TOML: top-level keys only, each a known threshold key or ``gpu_hour_usd``.
+
+    A UTF-8 byte-order mark at the start (as some Windows editors write) is accepted, as it is in payloads.
+    """
     try:
-        raw = tomllib.loads(text)
+        raw = tomllib.loads(text.removeprefix("\ufeff"))
     except tomllib.TOMLDecodeError as exc:
         raise PayloadValidationError([Problem("$", f"invalid TOML: {exc}")], source, WHAT) from None
     errors = Collector()

@@ -1,20 +1,152 @@
-"""The gate: five checks over ``GateInputs`` and a decision by fixed precedence (first failing check wins)."""
+"""The gate: a table of checks over observed values, and a decision by precedence (first failing check wins).
+
+``CHECK_TABLE`` is the one statement of the gate's rules: each check's conditions (observed metric,
+operator, threshold key), how they combine, the decision it makes when it is the first to fail, and the
+sentence that explains its outcome. ``judge`` runs the table over one spike run; ``observed_values`` gives
+the metric values the table names, so another evaluator (SQL over the evidence tables) can apply the same
+table column by column without restating a rule. A new check is one entry.
+"""
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from maml_evidence.gate.metrics import GateInputs, extra_gpu_cost_usd
-from maml_evidence.gate.record import Record
-from maml_evidence.gate.thresholds import Thresholds
+from maml_evidence.gate.record import TYPE_CHECKING, Record
+from maml_evidence.gate.thresholds import THRESHOLD_KEYS, Thresholds
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    # A check's sentence: (passed, shown values, comparisons) -> text; see CheckSpec.
+    Explain = Callable[[bool, Mapping[str, str], Mapping[str, str]], str]
 
 ENABLE = "enable_maml"
-# Checks in precedence order, with the decision each one produces when it is the first to fail.
-CHECKS: tuple[tuple[str, str], ...] = (
-    ("enough_projects", "collect_more_evidence"),
-    ("adaptation_triggered", "defer_maml_fast_enough"),
-    ("effectiveness_ok", "defer_maml_low_effect"),
-    ("accuracy_ok", "defer_maml_accuracy_penalty"),
-    ("cost_ok", "defer_maml_cost_too_high"),
+ALL, ANY = "all", "any"
+# The comparison shown in a sentence for each operator: (when the condition holds, when it does not).
+GLYPHS = {">=": (">=", "<"), "<=": ("<=", ">")}
+# Values shown as percentages in sentences (fractions: 0.25 reads "25%").
+FRACTIONS = frozenset({"relative_step_reduction", "min_relative_step_reduction"})
+
+
+class ConditionSpec(Record):
+    """One comparison of a check: ``observed_values()[metric] <operator> thresholds.<threshold_key>``."""
+
+    metric: str
+    operator: str  # ">=" or "<="
+    threshold_key: str
+
+
+class CheckSpec(Record):
+    """One gate check: its conditions, how they combine, its decision when first to fail, its sentence.
+
+    ``combine`` is ``"all"`` (every condition must hold) or ``"any"`` (one is enough). ``explain`` writes the
+    sentence for an outcome: ``explain(passed, shown, cmp)``, where ``shown`` holds every observed value,
+    threshold and ``gpu_hour_usd`` as text (``show_number``) and ``cmp`` each condition's comparison as it
+    came out, by metric (``>=`` or ``<`` for a ``>=`` condition, ``<=`` or ``>`` for a ``<=`` one).
+    """
+
+    name: str
+    conditions: tuple[ConditionSpec, ...]
+    combine: str
+    on_fail: str
+    explain: Explain
+
+
+def _enough_projects(passed: bool, v: Mapping[str, str], cmp: Mapping[str, str]) -> str:
+    if passed:
+        return f"{v['common_project_count']} common projects meet the minimum of {v['min_projects']}."
+    return f"Only {v['common_project_count']} common projects; the gate needs at least {v['min_projects']}."
+
+
+def _adaptation_triggered(passed: bool, v: Mapping[str, str], cmp: Mapping[str, str]) -> str:
+    observed = (
+        f"mean {v['baseline_mean_steps']} steps {cmp['baseline_mean_steps']} trigger {v['trigger_mean_steps']}, "
+        f"max {v['baseline_max_steps']} steps {cmp['baseline_max_steps']} trigger {v['trigger_max_steps']}"
+    )
+    if passed:
+        return f"LoRA-only adaptation is slow enough to need help ({observed})."
+    return f"LoRA-only adaptation is already fast enough ({observed})."
+
+
+def _effectiveness_ok(passed: bool, v: Mapping[str, str], cmp: Mapping[str, str]) -> str:
+    observed = (
+        f"mean reduction {v['mean_step_reduction']} steps {cmp['mean_step_reduction']} "
+        f"{v['min_mean_step_reduction']}, relative {v['relative_step_reduction']} "
+        f"{cmp['relative_step_reduction']} {v['min_relative_step_reduction']}"
+    )
+    if passed:
+        return f"MAML reduces adaptation steps enough ({observed})."
+    return f"MAML does not reduce adaptation steps enough ({observed})."
+
+
+def _accuracy_ok(passed: bool, v: Mapping[str, str], cmp: Mapping[str, str]) -> str:
+    regression, allowed = v["mean_accuracy_regression_pp"], v["max_mean_accuracy_regression_pp"]
+    if passed:
+        return f"Mean final-accuracy regression {regression} pp is within the allowed {allowed} pp."
+    return f"MAML lowers mean final accuracy by {regression} pp, more than the allowed {allowed} pp."
+
+
+def _cost_ok(passed: bool, v: Mapping[str, str], cmp: Mapping[str, str]) -> str:
+    observed = (
+        f"+{v['extra_training_minutes']} training minutes: overhead {v['training_overhead_pct']}% "
+        f"{cmp['training_overhead_pct']} {v['max_training_overhead_pct']}%, "
+        f"${v['extra_gpu_cost_usd_per_run']} per run at ${v['gpu_hour_usd']}/GPU-hour "
+        f"{cmp['extra_gpu_cost_usd_per_run']} ${v['max_extra_gpu_cost_usd_per_run']}"
+    )
+    if passed:
+        return f"MAML's extra training cost is within budget ({observed})."
+    return f"MAML's extra training cost exceeds the budget ({observed})."
+
+
+CHECK_TABLE: tuple[CheckSpec, ...] = (
+    CheckSpec(
+        "enough_projects",
+        (ConditionSpec("common_project_count", ">=", "min_projects"),),
+        ALL,
+        "collect_more_evidence",
+        _enough_projects,
+    ),
+    CheckSpec(
+        "adaptation_triggered",
+        (
+            ConditionSpec("baseline_mean_steps", ">=", "trigger_mean_steps"),
+            ConditionSpec("baseline_max_steps", ">=", "trigger_max_steps"),
+        ),
+        ANY,
+        "defer_maml_fast_enough",
+        _adaptation_triggered,
+    ),
+    CheckSpec(
+        "effectiveness_ok",
+        (
+            ConditionSpec("mean_step_reduction", ">=", "min_mean_step_reduction"),
+            ConditionSpec("relative_step_reduction", ">=", "min_relative_step_reduction"),
+        ),
+        ALL,
+        "defer_maml_low_effect",
+        _effectiveness_ok,
+    ),
+    CheckSpec(
+        "accuracy_ok",
+        (ConditionSpec("mean_accuracy_regression_pp", "<=", "max_mean_accuracy_regression_pp"),),
+        ALL,
+        "defer_maml_accuracy_penalty",
+        _accuracy_ok,
+    ),
+    CheckSpec(
+        "cost_ok",
+        (
+            ConditionSpec("training_overhead_pct", "<=", "max_training_overhead_pct"),
+            ConditionSpec("extra_gpu_cost_usd_per_run", "<=", "max_extra_gpu_cost_usd_per_run"),
+        ),
+        ALL,
+        "defer_maml_cost_too_high",
+        _cost_ok,
+    ),
 )
+# Checks in precedence order, with the decision each one produces when it is the first to fail.
+CHECKS: tuple[tuple[str, str], ...] = tuple((spec.name, spec.on_fail) for spec in CHECK_TABLE)
 CHECK_NAMES: tuple[str, ...] = tuple(name for name, _ in CHECKS)
 DECISIONS: tuple[str, ...] = (ENABLE, *(decision for _, decision in CHECKS))
 
@@ -91,104 +223,57 @@ def pct(fraction: float) -> str:
     return f"{fmt(fraction * 100)}%"
 
 
-def _cond(check: str, metric: str, observed: float, op: str, t: Thresholds, key: str) -> Condition:
-    threshold = getattr(t, key)
-    passed = observed >= threshold if op == ">=" else observed <= threshold
-    return Condition(check, metric, observed, op, float(threshold), key, passed)
+def show_number(name: str, value: float) -> str:
+    """How a sentence shows a value: fractions as percentages, everything else as a plain number."""
+    return pct(value) if name in FRACTIONS else fmt(value)
+
+
+@lru_cache(maxsize=64)
+def _shown_thresholds(values: tuple[float, ...]) -> dict[str, str]:
+    """Threshold values (in ``THRESHOLD_KEYS`` order) as sentences show them.
+
+    Cached: every spike run judged under one policy shows the same thresholds, and formatting them is a
+    fair part of judging one. The caller must not change the returned dict.
+    """
+    return {key: show_number(key, value) for key, value in zip(THRESHOLD_KEYS, values, strict=True)}
+
+
+def observed_values(inputs: GateInputs, gpu_hour_usd: float) -> dict[str, float]:
+    """Every metric a check condition may name: the gate inputs and the run's extra GPU cost at this price."""
+    observed: dict[str, float] = inputs.as_dict()
+    observed["extra_gpu_cost_usd_per_run"] = extra_gpu_cost_usd(inputs.extra_training_minutes, gpu_hour_usd)
+    return observed
+
+
+def _run_check(
+    spec: CheckSpec, observed: Mapping[str, float], limits: Mapping[str, float], shown: Mapping[str, str]
+) -> CheckResult:
+    """One check over one spike run: every condition, combined, and the sentence for the outcome."""
+    every = spec.combine == ALL
+    passed = every
+    conditions: list[Condition] = []
+    cmp: dict[str, str] = {}
+    for condition in spec.conditions:
+        metric, operator, key = condition.metric, condition.operator, condition.threshold_key
+        value, threshold = observed[metric], limits[key]
+        holds = value >= threshold if operator == ">=" else value <= threshold
+        passed = (passed and holds) if every else (passed or holds)
+        cmp[metric] = GLYPHS[operator][0 if holds else 1]
+        conditions.append(Condition(spec.name, metric, value, operator, float(threshold), key, holds))
+    return CheckResult(spec.name, passed, tuple(conditions), spec.explain(passed, shown, cmp))
 
 
 def judge(inputs: GateInputs, thresholds: Thresholds, gpu_hour_usd: float) -> Verdict:
-    """Run all five checks (each is always computed) and pick the decision by precedence."""
-    i, t = inputs, thresholds
-    usd = extra_gpu_cost_usd(i.extra_training_minutes, gpu_hour_usd)
-
-    c = _cond("enough_projects", "common_project_count", i.common_project_count, ">=", t, "min_projects")
-    enough = CheckResult(
-        "enough_projects",
-        c.passed,
-        (c,),
-        f"{i.common_project_count} common projects meet the minimum of {t.min_projects}."
-        if c.passed
-        else f"Only {i.common_project_count} common projects; the gate needs at least {t.min_projects}.",
-    )
-
-    mean_c = _cond("adaptation_triggered", "baseline_mean_steps", i.baseline_mean_steps, ">=", t, "trigger_mean_steps")
-    max_c = _cond("adaptation_triggered", "baseline_max_steps", i.baseline_max_steps, ">=", t, "trigger_max_steps")
-    triggered = mean_c.passed or max_c.passed
-    observed = (
-        f"mean {fmt(i.baseline_mean_steps)} steps {'>=' if mean_c.passed else '<'} "
-        f"trigger {fmt(t.trigger_mean_steps)}, "
-        f"max {fmt(i.baseline_max_steps)} steps {'>=' if max_c.passed else '<'} trigger {fmt(t.trigger_max_steps)}"
-    )
-    trigger = CheckResult(
-        "adaptation_triggered",
-        triggered,
-        (mean_c, max_c),
-        f"LoRA-only adaptation is slow enough to need help ({observed})."
-        if triggered
-        else f"LoRA-only adaptation is already fast enough ({observed}).",
-    )
-
-    red_c = _cond("effectiveness_ok", "mean_step_reduction", i.mean_step_reduction, ">=", t, "min_mean_step_reduction")
-    rel_c = _cond(
-        "effectiveness_ok", "relative_step_reduction", i.relative_step_reduction, ">=", t, "min_relative_step_reduction"
-    )
-    effective = red_c.passed and rel_c.passed
-    observed = (
-        f"mean reduction {fmt(i.mean_step_reduction)} steps {'>=' if red_c.passed else '<'} "
-        f"{fmt(t.min_mean_step_reduction)}, relative {pct(i.relative_step_reduction)} "
-        f"{'>=' if rel_c.passed else '<'} {pct(t.min_relative_step_reduction)}"
-    )
-    effect = CheckResult(
-        "effectiveness_ok",
-        effective,
-        (red_c, rel_c),
-        f"MAML reduces adaptation steps enough ({observed})."
-        if effective
-        else f"MAML does not reduce adaptation steps enough ({observed}).",
-    )
-
-    acc_c = _cond(
-        "accuracy_ok",
-        "mean_accuracy_regression_pp",
-        i.mean_accuracy_regression_pp,
-        "<=",
-        t,
-        "max_mean_accuracy_regression_pp",
-    )
-    accuracy = CheckResult(
-        "accuracy_ok",
-        acc_c.passed,
-        (acc_c,),
-        f"Mean final-accuracy regression {fmt(i.mean_accuracy_regression_pp)} pp is within the allowed "
-        f"{fmt(t.max_mean_accuracy_regression_pp)} pp."
-        if acc_c.passed
-        else f"MAML lowers mean final accuracy by {fmt(i.mean_accuracy_regression_pp)} pp, more than the allowed "
-        f"{fmt(t.max_mean_accuracy_regression_pp)} pp.",
-    )
-
-    over_c = _cond("cost_ok", "training_overhead_pct", i.training_overhead_pct, "<=", t, "max_training_overhead_pct")
-    usd_c = _cond("cost_ok", "extra_gpu_cost_usd_per_run", usd, "<=", t, "max_extra_gpu_cost_usd_per_run")
-    cheap = over_c.passed and usd_c.passed
-    observed = (
-        f"+{fmt(i.extra_training_minutes)} training minutes: overhead {fmt(i.training_overhead_pct)}% "
-        f"{'<=' if over_c.passed else '>'} {fmt(t.max_training_overhead_pct)}%, "
-        f"${fmt(usd)} per run at ${fmt(gpu_hour_usd)}/GPU-hour {'<=' if usd_c.passed else '>'} "
-        f"${fmt(t.max_extra_gpu_cost_usd_per_run)}"
-    )
-    cost = CheckResult(
-        "cost_ok",
-        cheap,
-        (over_c, usd_c),
-        f"MAML's extra training cost is within budget ({observed})."
-        if cheap
-        else f"MAML's extra training cost exceeds the budget ({observed}).",
-    )
-
-    results = (enough, trigger, effect, accuracy, cost)
+    """Run every check of ``CHECK_TABLE`` (each is always computed) and pick the decision by precedence."""
+    observed = observed_values(inputs, gpu_hour_usd)
+    limits = dict(zip(THRESHOLD_KEYS, thresholds, strict=True))
+    shown = {name: show_number(name, value) for name, value in observed.items()}
+    shown.update(_shown_thresholds(tuple(thresholds)))
+    shown["gpu_hour_usd"] = fmt(gpu_hour_usd)
+    checks = tuple(_run_check(spec, observed, limits, shown) for spec in CHECK_TABLE)
     decision, failed = ENABLE, None
-    for result, (_, on_fail) in zip(results, CHECKS, strict=True):
-        if not result.passed:
-            decision, failed = on_fail, result.name
+    for spec, check in zip(CHECK_TABLE, checks, strict=True):
+        if not check.passed:
+            decision, failed = spec.on_fail, spec.name
             break
-    return Verdict(decision, failed, results, usd, gpu_hour_usd)
+    return Verdict(decision, failed, checks, observed["extra_gpu_cost_usd_per_run"], gpu_hour_usd)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+import sys
 
 from maml_evidence.gate.payload import RATIO, ArmRun, SpikePayload
 from maml_evidence.gate.record import Record
+
+FLOAT_MAX = sys.float_info.max
 
 
 class ProjectComparison(Record):
@@ -63,39 +66,43 @@ class GateMetrics(Record):
 
 
 def mean(values: list[float]) -> float:
-    """Exact-sum mean (order-independent, so decisions do not depend on project order); 0 when empty."""
-    if not values:
-        return 0.0
-    try:
-        return math.fsum(values) / len(values)
-    except OverflowError:  # the sum leaves the float range: average pre-divided values instead
-        return math.fsum(value / len(values) for value in values)
+    """Exact-sum mean (order-independent, so decisions do not depend on project order); 0 when empty.
+
+    Validated numbers are at most ``MAX_NUMBER``, so the sum cannot overflow.
+    """
+    return math.fsum(values) / len(values) if values else 0.0
+
+
+def saturated(value: float) -> float:
+    """A ratio's value, with an overflow to infinity held at the largest float.
+
+    Validated inputs are finite, but dividing by a valid tiny one (a baseline of 1e-300 minutes) overflows;
+    infinity fits neither strict JSON nor the decision history, and the largest float fails every
+    threshold (at most ``MAX_NUMBER``) exactly as infinity would.
+    """
+    return value if -FLOAT_MAX <= value <= FLOAT_MAX else math.copysign(FLOAT_MAX, value)
 
 
 def cost_deltas(baseline_train: float, candidate_train: float, candidate_meta: float) -> tuple[float, float]:
     """The spec's cost model without the price: (extra_training_minutes, training_overhead_pct)."""
     extra = max(0.0, (candidate_train + candidate_meta) - baseline_train)
-    return extra, extra / baseline_train * 100.0 if baseline_train > 0 else 0.0
+    return extra, saturated(extra / baseline_train * 100.0) if baseline_train > 0 else 0.0
 
 
 def extra_gpu_cost_usd(extra_training_minutes: float, gpu_hour_usd: float) -> float:
     """The spec's cost model: extra minutes priced per GPU hour."""
-    if gpu_hour_usd == 0:  # free GPUs cost nothing, even for an overflowing (infinite) number of minutes
-        return 0.0
     return extra_training_minutes / 60.0 * gpu_hour_usd
 
 
-def _summary(arm: ArmRun, rows: list[ProjectComparison], side: str) -> ArmSummary:
-    steps = [getattr(row, f"{side}_steps_to_target") for row in rows]
-    finals = [getattr(row, f"{side}_final_accuracy_pp") for row in rows]
+def _summary(arm: ArmRun, steps: list[float], finals: list[float]) -> ArmSummary:
     return ArmSummary(
-        label=arm.label,
-        project_count=len(rows),
-        mean_steps_to_target=mean(steps),
-        max_steps_to_target=max(steps, default=0.0),
-        mean_final_accuracy_pp=mean(finals),
-        train_minutes=arm.train_minutes,
-        meta_train_minutes=arm.meta_train_minutes,
+        arm.label,
+        len(steps),
+        mean(steps),
+        max(steps, default=0.0),
+        mean(finals),
+        arm.train_minutes,
+        arm.meta_train_minutes,
     )
 
 
@@ -104,54 +111,73 @@ def compute_metrics(payload: SpikePayload) -> GateMetrics:
     factor = 100.0 if payload.score_scale == RATIO else 1.0
     base, cand = payload.baseline, payload.candidate
     candidate_by_name = {p.project: p for p in cand.projects}
-    baseline_names = tuple(p.project for p in base.projects)
     rows: list[ProjectComparison] = []
+    base_steps: list[float] = []
+    cand_steps: list[float] = []
+    reductions: list[float] = []
+    base_finals: list[float] = []
+    cand_finals: list[float] = []
     for b in base.projects:
         c = candidate_by_name.get(b.project)
         if c is None:
             continue
+        b_steps, c_steps = b.steps_to_target, c.steps_to_target
         b_final, c_final = b.final_accuracy * factor, c.final_accuracy * factor
+        reduction, lost = b_steps - c_steps, b_final - c_final
+        base_steps.append(b_steps)
+        cand_steps.append(c_steps)
+        reductions.append(reduction)
+        base_finals.append(b_final)
+        cand_finals.append(c_final)
         rows.append(
             ProjectComparison(
-                project=b.project,
-                baseline_steps_to_target=b.steps_to_target,
-                candidate_steps_to_target=c.steps_to_target,
-                step_reduction=b.steps_to_target - c.steps_to_target,
-                baseline_target_accuracy_pp=b.target_accuracy * factor,
-                candidate_target_accuracy_pp=c.target_accuracy * factor,
-                baseline_final_accuracy_pp=b_final,
-                candidate_final_accuracy_pp=c_final,
-                final_accuracy_delta_pp=c_final - b_final,
-                accuracy_regression_pp=max(0.0, b_final - c_final),
+                b.project,
+                b_steps,
+                c_steps,
+                reduction,
+                b.target_accuracy * factor,
+                c.target_accuracy * factor,
+                b_final,
+                c_final,
+                c_final - b_final,
+                lost if lost > 0.0 else 0.0,
             )
         )
-    common = tuple(row.project for row in rows)
-    common_set = set(common)
-    baseline_summary = _summary(base, rows, "baseline")
-    candidate_summary = _summary(cand, rows, "candidate")
-    reduction = mean([row.step_reduction for row in rows])
+    baseline_summary = _summary(base, base_steps, base_finals)
+    candidate_summary = _summary(cand, cand_steps, cand_finals)
+    mean_reduction = mean(reductions)
     base_mean = baseline_summary.mean_steps_to_target
+    regression = baseline_summary.mean_final_accuracy_pp - candidate_summary.mean_final_accuracy_pp
     extra, overhead = cost_deltas(base.train_minutes, cand.train_minutes, cand.meta_train_minutes)
     inputs = GateInputs(
-        common_project_count=len(rows),
-        baseline_mean_steps=base_mean,
-        baseline_max_steps=baseline_summary.max_steps_to_target,
-        mean_step_reduction=reduction,
-        relative_step_reduction=reduction / base_mean if base_mean > 0 else 0.0,
-        mean_accuracy_regression_pp=max(
-            0.0, baseline_summary.mean_final_accuracy_pp - candidate_summary.mean_final_accuracy_pp
-        ),
-        extra_training_minutes=extra,
-        training_overhead_pct=overhead,
+        len(rows),
+        base_mean,
+        baseline_summary.max_steps_to_target,
+        mean_reduction,
+        saturated(mean_reduction / base_mean) if base_mean > 0 else 0.0,
+        regression if regression > 0.0 else 0.0,
+        extra,
+        overhead,
     )
+    common = tuple([row.project for row in rows])
+    baseline_names = tuple([p.project for p in base.projects])
+    candidate_names = tuple(candidate_by_name)
     return GateMetrics(
-        baseline_projects=baseline_names,
-        candidate_projects=tuple(p.project for p in cand.projects),
-        common_projects=common,
-        baseline_only=tuple(name for name in baseline_names if name not in common_set),
-        candidate_only=tuple(p.project for p in cand.projects if p.project not in common_set),
-        baseline=baseline_summary,
-        candidate=candidate_summary,
-        per_project=tuple(rows),
-        inputs=inputs,
+        baseline_names,
+        candidate_names,
+        common,
+        _without(baseline_names, common),
+        _without(candidate_names, common),
+        baseline_summary,
+        candidate_summary,
+        tuple(rows),
+        inputs,
     )
+
+
+def _without(names: tuple[str, ...], common: tuple[str, ...]) -> tuple[str, ...]:
+    """``names`` less the common ones, in order (common names are a subset of each arm's)."""
+    if len(names) == len(common):
+        return ()
+    gone = set(common)
+    return tuple([name for name in names if name not in gone])

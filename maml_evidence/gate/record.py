@@ -1,68 +1,107 @@
-"""``Record``: frozen value objects declared by class annotations, without the ``dataclasses`` import.
+"""``Record``: frozen, typed value objects declared by class annotations, without ``dataclasses`` or ``typing``.
 
-The gate command runs once per payload in CI, so its start-up is a product feature: importing
-``dataclasses`` (which pulls in ``inspect``) and generating methods for a dozen classes costs about 15 ms,
-half of the command's whole budget (../shared/FACTS.md). A record gives the same surface the gate needs:
-keyword or positional construction, class-level defaults, immutability, equality, hashing and a repr.
+The gate command runs once per payload in CI, so its start-up is a product feature (../shared/FACTS.md):
+importing ``dataclasses`` (it pulls in ``inspect``) and generating methods for a dozen classes, or importing
+``typing`` for ``NamedTuple``, costs more than the rest of the command's own work. A record is a tuple
+subclass whose fields are read through properties, so building one is a single tuple allocation (the core
+builds about forty per payload), and it is immutable, comparable, hashable and picklable as it is.
+
+Type checkers see each subclass as a frozen dataclass (``dataclass_transform``, PEP 681): constructors
+are checked field by field, and assignments to fields are errors.
 """
 
 from __future__ import annotations
 
+from operator import itemgetter
 
-class Record:
-    """Base for frozen value objects; fields are the subclass's annotated names, in declaration order."""
+_new_tuple = tuple.__new__
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~4 ms); type checkers honour the name
+if TYPE_CHECKING:
+    from typing import Any, dataclass_transform
+else:
+
+    def dataclass_transform(**_: object) -> object:
+        return lambda cls: cls
+
+
+@dataclass_transform(frozen_default=True)
+class Record(tuple):  # type: ignore[type-arg]
+    """Base for frozen value objects; fields are the subclass's annotated names, in declaration order.
+
+    Construct with every field positionally (the fast path) or by keyword; a field with a class-level value
+    is optional and defaults to it.
+    """
+
+    __slots__ = ()
     _fields: tuple[str, ...] = ()
+    _size = 0
+    _defaults: dict[str, object] = {}
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
-        names: list[str] = []
-        for klass in reversed(cls.__mro__):
-            for name in klass.__dict__.get("__annotations__", {}):
-                if not name.startswith("_") and name not in names:
-                    names.append(name)
+        names: list[str] = list(cls._fields)
+        defaults = dict(cls._defaults)
+        for name in cls.__dict__.get("__annotations__", {}):
+            if name.startswith("_") or name in names:
+                continue
+            if name in cls.__dict__:
+                defaults[name] = cls.__dict__[name]
+            names.append(name)
+        for index, name in enumerate(names):
+            setattr(cls, name, property(itemgetter(index), doc=f"field {index}: {name}"))
         cls._fields = tuple(names)
+        cls._size = len(names)
+        cls._defaults = defaults
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        fields = self._fields
-        if not kwargs and len(args) == len(fields):  # the common, fast path: every field positionally
-            object.__setattr__(self, "__dict__", dict(zip(fields, args, strict=True)))
-            return
+    if not TYPE_CHECKING:  # type checkers see the __init__ that dataclass_transform describes
+
+        def __new__(cls, *args, **kwargs):
+            if kwargs or len(args) != cls._size:
+                args = cls._resolve(args, kwargs)
+            return _new_tuple(cls, args)
+
+    @classmethod
+    def _resolve(cls, args: tuple[object, ...], kwargs: dict[str, object]) -> list[object]:
+        """Field values in order from positional and keyword arguments and class defaults, or a TypeError."""
+        fields, name = cls._fields, cls.__name__
         if len(args) > len(fields):
-            raise TypeError(f"{type(self).__name__} takes {len(fields)} fields, got {len(args)} positional values")
+            raise TypeError(f"{name} takes {len(fields)} fields, got {len(args)} positional values")
         values = dict(zip(fields, args, strict=False))
-        for name, value in kwargs.items():
-            if name not in fields:
-                raise TypeError(f"{type(self).__name__} has no field {name!r}")
-            if name in values:
-                raise TypeError(f"{type(self).__name__} got two values for {name!r}")
-            values[name] = value
-        for name in fields:
-            if name not in values:
-                if not hasattr(type(self), name):
-                    raise TypeError(f"{type(self).__name__} is missing field {name!r}")
-                values[name] = getattr(type(self), name)
-        object.__setattr__(self, "__dict__", values)
+        for key, value in kwargs.items():
+            if key not in fields:
+                raise TypeError(f"{name} has no field {key!r}")
+            if key in values:
+                raise TypeError(f"{name} got two values for {key!r}")
+            values[key] = value
+        for key in fields:
+            if key not in values:
+                if key not in cls._defaults:
+                    raise TypeError(f"{name} is missing field {key!r}")
+                values[key] = cls._defaults[key]
+        return [values[key] for key in fields]
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"{type(self).__name__} is immutable (tried to set {name!r})")
 
-    __delattr__ = __setattr__  # type: ignore[assignment]
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable (tried to delete {name!r})")
 
-    def as_tuple(self) -> tuple[object, ...]:
-        return tuple(self.__dict__[name] for name in self._fields)
-
-    def as_dict(self) -> dict[str, object]:
-        return {name: self.__dict__[name] for name in self._fields}
+    def __getnewargs__(self) -> tuple[Any, ...]:  # pickle and copy rebuild the record from its field values
+        return tuple(self)
 
     def __eq__(self, other: object) -> bool:
-        if type(other) is not type(self):
-            return NotImplemented
-        return self.as_tuple() == other.as_tuple()  # type: ignore[attr-defined]
+        # Records of different types are different even with equal values; so is a plain tuple.
+        return type(other) is type(self) and tuple.__eq__(self, other)  # type: ignore[arg-type]
 
-    def __hash__(self) -> int:
-        return hash((type(self).__name__, *self.as_tuple()))
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    __hash__ = tuple.__hash__
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(zip(self._fields, self, strict=True))
 
     def __repr__(self) -> str:
-        inner = ", ".join(f"{name}={self.__dict__[name]!r}" for name in self._fields)
+        inner = ", ".join(f"{name}={value!r}" for name, value in zip(self._fields, self, strict=True))
         return f"{type(self).__name__}({inner})"

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from maml_evidence.gate.errors import Collector
-from maml_evidence.gate.record import Record
-from maml_evidence.gate.values import number
+from maml_evidence.gate.record import TYPE_CHECKING, Record
+from maml_evidence.gate.values import number, show_limit
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
 
 
 class Thresholds(Record):
@@ -25,25 +27,40 @@ class Thresholds(Record):
 DEFAULT_GPU_HOUR_USD = 2.5
 THRESHOLD_KEYS: tuple[str, ...] = Thresholds._fields
 COST_PROFILE_KEYS: tuple[str, ...] = ("gpu_hour_usd",)
+SETTING_KEYS: tuple[str, ...] = (*THRESHOLD_KEYS, *COST_PROFILE_KEYS)
 DEFAULT_THRESHOLDS = Thresholds()
+DEFAULT_SETTING_VALUES: dict[str, float | int] = {**DEFAULT_THRESHOLDS.as_dict(), "gpu_hour_usd": DEFAULT_GPU_HOUR_USD}
+# A count of projects; the bound keeps it far inside the int64 column it is stored in.
+MAX_MIN_PROJECTS = 1_000_000
+MIN_PROJECTS_WHAT = f"a whole number between 0 and {show_limit(MAX_MIN_PROJECTS)}"
+FRACTION_WHAT = "a fraction between 0 and 1 (0.25 means 25%)"
+
+
+class Settings(Record):
+    """What a spike run is judged under: thresholds and GPU price, and where each value came from.
+
+    ``values`` and ``sources`` are keyed by every threshold key and ``gpu_hour_usd``; a source is
+    ``"default"``, ``"policy"`` or ``"payload"``.
+    """
+
+    thresholds: Thresholds
+    gpu_hour_usd: float
+    values: dict[str, float | int]
+    sources: dict[str, str]
 
 
 def check_threshold_value(key: str, raw: object, path: str, errors: Collector) -> float | int | None:
     """Validate one threshold value; returns the clean value or None (with a problem recorded)."""
     if key == "min_projects":
-        value = number(raw, path, errors, what="a whole number >= 0")
+        value = number(raw, path, errors, maximum=MAX_MIN_PROJECTS, what=MIN_PROJECTS_WHAT)
         if value is None:
             return None
-        if not float(value).is_integer():
-            errors.expected(path, "a whole number >= 0", raw)
+        if not value.is_integer():
+            errors.expected(path, MIN_PROJECTS_WHAT, raw)
             return None
         return int(value)
     if key == "min_relative_step_reduction":
-        value = number(raw, path, errors)
-        if value is not None and value > 1:
-            errors.expected(path, "a fraction between 0 and 1 (0.25 means 25%)", raw)
-            return None
-        return value
+        return number(raw, path, errors, maximum=1.0, what=FRACTION_WHAT)
     return number(raw, path, errors)
 
 
@@ -79,17 +96,31 @@ def merge_thresholds(*layers: Mapping[str, float | int]) -> Thresholds:
     return Thresholds(**values)
 
 
+def effective_settings(
+    policy: Mapping[str, float | int] | None,
+    payload_thresholds: Mapping[str, float | int],
+    payload_cost: Mapping[str, float | int],
+) -> Settings:
+    """The one rule for what a spike run is judged under: default < policy < the payload's own overrides.
+
+    Every layer holds validated values (``check_overrides``); keys that are not settings are ignored.
+    """
+    values: dict[str, Any] = dict(DEFAULT_SETTING_VALUES)
+    sources = dict.fromkeys(SETTING_KEYS, "default")
+    for origin, layer in (("policy", policy or {}), ("payload", payload_thresholds), ("payload", payload_cost)):
+        for key, value in layer.items():
+            if key in values:
+                values[key] = value
+                sources[key] = origin
+    thresholds = Thresholds(*[values[key] for key in THRESHOLD_KEYS])
+    return Settings(thresholds, float(values["gpu_hour_usd"]), values, sources)
+
+
 def resolve_settings(
     policy: Mapping[str, float | int] | None,
     payload_thresholds: Mapping[str, float | int],
     payload_cost: Mapping[str, float | int],
 ) -> tuple[dict[str, float | int], dict[str, str]]:
-    """Effective thresholds and GPU price with each value's source: default < policy < payload."""
-    values: dict[str, float | int] = {**DEFAULT_THRESHOLDS.as_dict(), "gpu_hour_usd": DEFAULT_GPU_HOUR_USD}
-    sources = dict.fromkeys(values, "default")
-    for origin, layer in (("policy", policy or {}), ("payload", {**payload_thresholds, **payload_cost})):
-        for key, value in layer.items():
-            if key in values:
-                values[key] = value
-                sources[key] = origin
-    return values, sources
+    """``effective_settings`` as (values, sources); kept for callers not yet moved to ``effective_settings``."""
+    settings = effective_settings(policy, payload_thresholds, payload_cost)
+    return settings.values, settings.sources

@@ -173,7 +173,10 @@ def test_spec_gate_accepts_exactly_the_spec_flags():
     result = spec_gate("--help")
     assert result.returncode == 0
     assert set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", result.stdout)) == {
-        "--help", "--input", "--output", "--enforce-enable",
+        "--help",
+        "--input",
+        "--output",
+        "--enforce-enable",
     }
 
 
@@ -266,7 +269,10 @@ def test_gate_command_does_not_import_heavy_dependencies(tmp_path: Path):
     watched = ",".join(("argparse", *HEAVY))
     result = subprocess.run(
         [sys.executable, "-c", IMPORT_PROBE, MINIMAL, str(bad), watched],
-        capture_output=True, text=True, timeout=60, cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO_ROOT,
     )
     assert result.returncode == 0, result.stderr
     probe = json.loads(result.stdout)
@@ -281,3 +287,45 @@ def test_importing_the_package_does_not_import_heavy_dependencies():
     assert result.returncode == 0, result.stderr
     loaded = set(json.loads(result.stdout.replace("'", '"')))
     assert loaded.isdisjoint(HEAVY), sorted(loaded & set(HEAVY))
+
+
+# Modules whose import costs the gate command a measurable share of its start-up (FACTS.md): typing-only
+# imports stay under TYPE_CHECKING, records are not dataclasses, and the payload's BOM is not a codec lookup.
+SLOW_TO_IMPORT = ("typing", "dataclasses", "inspect", "encodings.utf_8_sig")
+
+
+def test_gate_command_does_not_import_slow_standard_modules(tmp_path: Path):
+    bom = tmp_path / "bom.json"
+    bom.write_bytes(b"\xef\xbb\xbf" + (FIXTURES / "minimal.json").read_bytes())
+    probe = IMPORT_PROBE.replace('name.split(".")[0] for name in sys.modules', "name for name in sys.modules")
+    result = subprocess.run(
+        [sys.executable, "-c", probe, str(bom), MINIMAL, ",".join(("argparse", *SLOW_TO_IMPORT))],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO_ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(result.stdout)
+    assert outcome["codes"] == [0, 0, 0], outcome
+    assert outcome["loaded"] == ["argparse"], f"the gate command imported {outcome['loaded']}"
+
+
+def test_duplicate_keys_are_all_reported_with_their_paths(tmp_path: Path):
+    text = (FIXTURES / "minimal.json").read_text(encoding="utf-8")
+    # a repeated arm whose first value (the one a last-wins reader would drop) repeats a key itself
+    text = text.replace('"baseline": {', '"baseline": {"train_minutes": 1, "train_minutes": 2}, "baseline": {', 1)
+    text = text.replace('"train_minutes": 55.0', '"train_minutes": 55.0, "train_minutes": 50.0', 1)
+    path = tmp_path / "payload.json"
+    path.write_text(text, encoding="utf-8")
+    result = spec_gate("--input", str(path))
+    assert_usage_error(result)
+    assert "(3 problems)" in result.stderr
+    lines = [line.strip() for line in result.stderr.splitlines() if line.strip().startswith("- ")]
+    assert [line.split(":")[0] for line in lines] == [
+        "- baseline",
+        "- baseline.train_minutes",
+        "- candidate.train_minutes",
+    ]
+    assert all("duplicate key" in line for line in lines)
+    assert 'duplicate key "train_minutes" (2 times in one object)' in result.stderr

@@ -71,8 +71,17 @@ def test_report_is_strict_json_and_has_the_documented_sections():
     report = evaluate_feasibility(minimal_payload())
     json.loads(strict_json(report))
     for key in (
-        "decision", "maml_recommended", "score_scale", "thresholds", "project_alignment", "baseline",
-        "candidate", "comparison", "cost", "checks", "reasons",
+        "decision",
+        "maml_recommended",
+        "score_scale",
+        "thresholds",
+        "project_alignment",
+        "baseline",
+        "candidate",
+        "comparison",
+        "cost",
+        "checks",
+        "reasons",
     ):
         assert key in report, key
     assert set(report["checks"]) == set(CHECK_NAMES)
@@ -95,8 +104,12 @@ FIXTURE_CHECKS = {
     "accuracy_penalty.json": {**ALL_PASS, "accuracy_ok": False},
     "cost_too_high.json": {**ALL_PASS, "cost_ok": False},
     "collect_more_evidence.json": {**ALL_PASS, "enough_projects": False},
-    "empty_projects.json": {**ALL_PASS, "enough_projects": False, "adaptation_triggered": False,
-                            "effectiveness_ok": False},
+    "empty_projects.json": {
+        **ALL_PASS,
+        "enough_projects": False,
+        "adaptation_triggered": False,
+        "effectiveness_ok": False,
+    },
 }
 
 
@@ -233,8 +246,13 @@ def test_payload_failing_effectiveness_and_cost_is_low_effect():
 
 def test_everything_failing_data_driven_collects_more_evidence_with_all_checks_computed():
     payload = build_payload(
-        [2, 2], [2, 2], baseline_final=[90, 90], candidate_final=[80, 80], baseline_train=10.0,
-        candidate_train=100.0, meta=50.0,
+        [2, 2],
+        [2, 2],
+        baseline_final=[90, 90],
+        candidate_final=[80, 80],
+        baseline_train=10.0,
+        candidate_train=100.0,
+        meta=50.0,
     )
     report = evaluate_feasibility(payload)
     assert report["decision"] == "collect_more_evidence"
@@ -292,16 +310,18 @@ def test_relative_reduction_is_zero_when_baseline_mean_is_zero():
 
 
 def test_accuracy_regression_is_clamped_at_zero_when_candidate_is_better():
-    report = evaluate_feasibility(build_payload([8, 7, 6], [4, 4, 4], baseline_final=[70, 70, 70],
-                                                candidate_final=[75, 75, 75]))
+    report = evaluate_feasibility(
+        build_payload([8, 7, 6], [4, 4, 4], baseline_final=[70, 70, 70], candidate_final=[75, 75, 75])
+    )
     assert report["comparison"]["mean_accuracy_regression_pp"] == 0.0
     assert report["comparison"]["per_project"][0]["final_accuracy_delta_pp"] == 5.0
     assert report["decision"] == "enable_maml"
 
 
 def test_accuracy_regression_is_on_means_not_per_project():
-    report = evaluate_feasibility(build_payload([8, 7, 6], [4, 4, 4], baseline_final=[80, 80, 80],
-                                                candidate_final=[77, 81.5, 81.5]))
+    report = evaluate_feasibility(
+        build_payload([8, 7, 6], [4, 4, 4], baseline_final=[80, 80, 80], candidate_final=[77, 81.5, 81.5])
+    )
     assert report["comparison"]["mean_accuracy_regression_pp"] == 0.0
     assert report["checks"]["accuracy_ok"] is True
 
@@ -330,8 +350,9 @@ def test_accuracy_boundary(candidate_final, ok):
 )
 def test_cost_model(baseline_train, candidate_train, meta, price, overhead, usd, ok):
     extra = {"cost_profile": {"gpu_hour_usd": price}} if price is not None else {}
-    payload = build_payload([8, 7, 6], [4, 4, 4], baseline_train=baseline_train, candidate_train=candidate_train,
-                            meta=meta, **extra)
+    payload = build_payload(
+        [8, 7, 6], [4, 4, 4], baseline_train=baseline_train, candidate_train=candidate_train, meta=meta, **extra
+    )
     report = evaluate_feasibility(payload)
     expected_extra = max(0.0, candidate_train + (meta or 0.0) - baseline_train)
     assert report["cost"]["extra_training_minutes"] == pytest.approx(expected_extra)
@@ -489,8 +510,13 @@ def test_declared_ratio(declared):
 
 
 def test_declared_percentage_points_allows_values_on_both_sides_of_one():
-    payload = build_payload([8, 7, 6], [4, 4, 4], baseline_final=[0.5, 50, 80], candidate_final=[0.5, 50, 80],
-                            score_scale="percentage_points")
+    payload = build_payload(
+        [8, 7, 6],
+        [4, 4, 4],
+        baseline_final=[0.5, 50, 80],
+        candidate_final=[0.5, 50, 80],
+        score_scale="percentage_points",
+    )
     report = evaluate_feasibility(payload)
     assert report["score_scale"] == "percentage_points"
     assert report["decision"] == "enable_maml"

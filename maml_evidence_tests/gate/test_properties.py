@@ -6,13 +6,24 @@ from __future__ import annotations
 import copy
 import json
 import math
+import sys
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from maml_evidence import PayloadValidationError, evaluate_feasibility
-from maml_evidence.gate import CHECK_NAMES, DECISIONS, THRESHOLD_KEYS, parse_payload_text
+from maml_evidence.gate import (
+    CHECK_NAMES,
+    DECISIONS,
+    THRESHOLD_KEYS,
+    compute_metrics,
+    evaluate_payload,
+    parse_payload_text,
+    validate_payload,
+)
+from maml_evidence.gate.report import _r
+from maml_evidence.gate.values import MAX_NUMBER
 from maml_evidence_tests.gate.conftest import minimal_payload, strict_json
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -20,7 +31,7 @@ SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[Heal
 # --- strategies ---------------------------------------------------------------------------------
 
 NAMES = [f"project-{c}" for c in "abcdefgh"] + ["Projekt Ü", "项目", "x" * 40]
-finite = st.floats(min_value=0, allow_nan=False, allow_infinity=False)
+finite = st.floats(min_value=0, max_value=MAX_NUMBER)  # the gate's bound for every count, minute and price
 steps = st.one_of(st.integers(0, 10**6), finite, st.floats(0, 50, allow_nan=False))
 minutes = st.one_of(st.floats(0, 10_000, allow_nan=False), finite, st.integers(0, 10**9))
 positive_minutes = minutes.filter(lambda m: m > 0)
@@ -79,7 +90,11 @@ def valid_payloads(draw, scales=("inferred_ratio", "inferred_pp", "ratio", "perc
 
 
 json_scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=20),
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(),
+    st.text(max_size=20),
     st.sampled_from(["ratio", "percentage_points", "project-a", "", "min_projects", "gpu_hour_usd"]),
 )
 json_values = st.recursive(
@@ -90,9 +105,22 @@ json_values = st.recursive(
             st.one_of(
                 st.text(max_size=10),
                 st.sampled_from(
-                    ["baseline", "candidate", "per_project_adaptation", "project", "steps_to_target",
-                     "target_accuracy", "final_accuracy", "train_minutes", "meta_train_minutes", "thresholds",
-                     "cost_profile", "score_scale", "label", *THRESHOLD_KEYS]
+                    [
+                        "baseline",
+                        "candidate",
+                        "per_project_adaptation",
+                        "project",
+                        "steps_to_target",
+                        "target_accuracy",
+                        "final_accuracy",
+                        "train_minutes",
+                        "meta_train_minutes",
+                        "thresholds",
+                        "cost_profile",
+                        "score_scale",
+                        "label",
+                        *THRESHOLD_KEYS,
+                    ]
                 ),
             ),
             children,
@@ -216,9 +244,9 @@ def test_corrupted_payload_text_raises_only_the_validation_error(data):
 @given(valid_payloads(), st.data())
 def test_a_negative_number_anywhere_numeric_is_rejected_with_its_path(payload, data):
     numeric = [
-        (container, key) for container, key in locations(payload)
-        if isinstance(container[key], (int, float)) and not isinstance(container[key], bool)
-        and key != "spike_run_id"
+        (container, key)
+        for container, key in locations(payload)
+        if isinstance(container[key], (int, float)) and not isinstance(container[key], bool) and key != "spike_run_id"
     ]
     assume(numeric)
     container, key = data.draw(st.sampled_from(numeric))
@@ -293,20 +321,71 @@ def test_cost_model_matches_the_spec_formulas(baseline_train, candidate_train, m
     assert math.isclose(cost["extra_gpu_cost_usd_per_run"], extra / 60 * price, rel_tol=1e-9, abs_tol=1e-4)
 
 
-@pytest.mark.parametrize("kind", ["baseline_tiny", "minutes_huge", "steps_huge", "candidate_slower_than_tiny_baseline"])
-def test_absurd_but_valid_numbers_still_give_strict_json(kind):
+@SETTINGS
+@given(valid_payloads(), st.data())
+def test_a_number_above_the_bound_anywhere_numeric_is_rejected_with_its_path(payload, data):
+    numeric = [
+        (container, key)
+        for container, key in locations(payload)
+        if isinstance(container[key], (int, float)) and not isinstance(container[key], bool) and key != "spike_run_id"
+    ]
+    assume(numeric)
+    container, key = data.draw(st.sampled_from(numeric))
+    container[key] = data.draw(
+        st.one_of(st.floats(min_value=MAX_NUMBER, exclude_min=True), st.integers(min_value=int(MAX_NUMBER) + 1))
+    )
+    try:
+        evaluate_feasibility(payload)
+    except PayloadValidationError as exc:
+        suffix = f"[{key}]" if isinstance(key, int) else f".{key}"
+        assert any(p.path.endswith(suffix) for p in exc.problems), exc.problems
+    else:
+        raise AssertionError(f"{container[key]!r} at {key!r} was accepted")
+
+
+@SETTINGS
+@given(valid_payloads())
+def test_every_metric_of_a_valid_payload_is_finite(payload):
+    """What validation accepts can be stored: no metric, observed value or threshold overflows."""
+    metrics, verdict, _report = evaluate_payload(validate_payload(payload))
+    records = [metrics.inputs, metrics.baseline, metrics.candidate, *metrics.per_project, verdict]
+    records += [c for check in verdict.checks for c in check.conditions]
+    numbers = [
+        v for r in records for v in r.as_dict().values() if isinstance(v, float | int) and not isinstance(v, bool)
+    ]
+    assert all(math.isfinite(value) for value in numbers), numbers
+
+
+@pytest.mark.parametrize(
+    "kind", ["baseline_tiny", "minutes_at_bound", "steps_at_bound", "candidate_slower_than_tiny_baseline"]
+)
+def test_extreme_but_valid_numbers_give_finite_metrics_and_strict_json(kind):
     payload = minimal_payload()
     if kind == "baseline_tiny":
-        payload["baseline"]["train_minutes"] = 5e-324
-    elif kind == "minutes_huge":
-        payload["candidate"]["train_minutes"] = payload["candidate"]["meta_train_minutes"] = 1.7e308
-        payload["cost_profile"] = {"gpu_hour_usd": 0.0}
-    elif kind == "steps_huge":
+        payload["baseline"]["train_minutes"] = 5e-324  # the overhead percentage saturates at the largest float
+    elif kind == "minutes_at_bound":
+        payload["candidate"]["train_minutes"] = payload["candidate"]["meta_train_minutes"] = MAX_NUMBER
+        payload["cost_profile"] = {"gpu_hour_usd": MAX_NUMBER}
+    elif kind == "steps_at_bound":
         for entry in payload["baseline"]["per_project_adaptation"]:
-            entry["steps_to_target"] = 1.7e308
+            entry["steps_to_target"] = MAX_NUMBER
     else:
         for entry in payload["baseline"]["per_project_adaptation"]:
-            entry["steps_to_target"] = 5e-324
+            entry["steps_to_target"] = 5e-324  # the relative reduction saturates at minus the largest float
+        payload["thresholds"] = {"trigger_mean_steps": 0, "trigger_max_steps": 0}
     report = evaluate_feasibility(payload)
     json.loads(strict_json(report))
     assert report["decision"] in DECISIONS
+    inputs = compute_metrics(validate_payload(payload)).inputs
+    assert all(math.isfinite(value) for value in inputs), inputs
+    if kind == "baseline_tiny":
+        assert (report["decision"], inputs.training_overhead_pct) == ("defer_maml_cost_too_high", sys.float_info.max)
+    if kind == "candidate_slower_than_tiny_baseline":
+        assert inputs.relative_step_reduction == -sys.float_info.max
+        assert report["failed_check"] == "effectiveness_ok"
+
+
+@SETTINGS
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_report_rounding_is_exactly_round_to_four_decimals(value):
+    assert repr(_r(value)) == repr(round(value, 4))

@@ -14,7 +14,8 @@ from maml_evidence.definitions import defs
 from maml_evidence.defs.partitions import spike_runs
 from maml_evidence.policy import load_policy, parse_policy
 from maml_evidence.store.reevaluation import reevaluate
-from maml_evidence_tests.policy.conftest import PAYLOADS, POLICY_B, REPO_ROOT, Home, decision_snapshot, toml_text
+from maml_evidence_tests.policy.conftest import PAYLOADS, POLICY_B, Home, decision_snapshot, toml_text
+from maml_evidence_tests.samples import REPO_ROOT
 
 VALID_KEYS = (
     "min_projects",
@@ -44,13 +45,22 @@ def problems(text: str) -> str:
         ('max_training_overhead_pct = "30"', "max_training_overhead_pct", "expected a number"),
         ("trigger_mean_steps = true", "trigger_mean_steps", "expected a number"),
         ("min_projects = false", "min_projects", "expected a whole number"),
-        ("min_mean_step_reduction = -0.5", "min_mean_step_reduction", ">= 0"),
-        ("gpu_hour_usd = -1", "gpu_hour_usd", ">= 0"),
+        ("min_mean_step_reduction = -0.5", "min_mean_step_reduction", "between 0 and 1e12, got -0.5"),
+        ("gpu_hour_usd = -1", "gpu_hour_usd", "between 0 and 1e12, got -1"),
         ("min_relative_step_reduction = 1.5", "min_relative_step_reduction", "between 0 and 1"),
         ("min_projects = 2.5", "min_projects", "whole number"),
         ("max_extra_gpu_cost_usd_per_run = inf", "max_extra_gpu_cost_usd_per_run", "expected a number"),
         ("max_mean_accuracy_regression_pp = nan", "max_mean_accuracy_regression_pp", "expected a number"),
         ("gpu_hour_usd = [2.5]", "gpu_hour_usd", "expected a number"),
+        # whatever validation accepts must fit the store (min_projects is an int64 column) and keep metrics finite
+        (
+            "min_projects = 9223372036854775808",
+            "min_projects",
+            "expected a whole number between 0 and 1000000, got 9223372036854775808",
+        ),
+        ("min_projects = 1000001", "min_projects", "whole number between 0 and 1000000, got 1000001"),
+        ("max_training_overhead_pct = 1e13", "max_training_overhead_pct", "between 0 and 1e12, got 10000000000000.0"),
+        ("gpu_hour_usd = 1e300", "gpu_hour_usd", "between 0 and 1e12"),
         ("[thresholds]\nmin_projects = 3", "thresholds", "tables are not allowed"),
         ("min_projects = 3\n[cost_profile]\ngpu_hour_usd = 2.0", "cost_profile", "tables are not allowed"),
     ],
@@ -180,6 +190,43 @@ def _chain(exc: BaseException) -> str:
         texts.append(str(current))
         current = current.__cause__ or current.__context__
     return "\n".join(texts)
+
+
+def test_bounds_are_inclusive() -> None:
+    policy = parse_policy("min_projects = 1000000\nmax_training_overhead_pct = 1e12\ngpu_hour_usd = 0", "edge")
+    assert policy.values == {"min_projects": 1_000_000, "max_training_overhead_pct": 1e12, "gpu_hour_usd": 0.0}
+
+
+def test_a_byte_order_mark_is_accepted(tmp_path: Path) -> None:
+    text = "# written by a Windows editor\nmax_training_overhead_pct = 40\ngpu_hour_usd = 3\n"
+    plain = parse_policy(text, "plain")
+    assert (
+        parse_policy("\ufeff" + text, "bom").values
+        == plain.values
+        == {
+            "max_training_overhead_pct": 40.0,
+            "gpu_hour_usd": 3.0,
+        }
+    )
+    path = tmp_path / "thresholds.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
+    assert load_policy(path).version == plain.version
+
+
+def test_a_policy_with_a_byte_order_mark_is_in_force_through_the_command_line(home: Home) -> None:
+    home.policy_file.write_bytes(b"\xef\xbb\xbf" + toml_text(POLICY_B).encode("utf-8"))
+    result = home.cli("reevaluate")
+    assert result.returncode == 0, result.stderr
+    assert f"policy {parse_policy(toml_text(POLICY_B), 'b').version}" in result.stdout
+
+
+def test_reevaluate_command_names_a_min_projects_beyond_the_store(home: Home) -> None:
+    before = decision_snapshot(home)
+    home.write_policy("min_projects = 9223372036854775808\n")
+    result = home.cli("reevaluate")
+    assert_clean_usage_error(result, "min_projects")
+    assert "expected a whole number between 0 and 1000000, got 9223372036854775808" in result.stderr
+    assert decision_snapshot(home) == before
 
 
 def test_policy_keys_in_toml_text_round_trip() -> None:
