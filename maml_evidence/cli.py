@@ -14,7 +14,9 @@ import sys
 from maml_evidence.gate import PayloadValidationError, load_payload_file, render_interpretation, validate_payload
 from maml_evidence.gate.report import evaluate_payload
 
-EXIT_OK, EXIT_NOT_ENABLED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_USAGE = 0, 2
+EXIT_NOT_ENABLED = 1  # the gate under --enforce-enable: the decision is not enable_maml
+EXIT_FAILED = 1  # a store command did not get everything done (quarantined, failed, damaged, pending)
 
 
 class CommandError(Exception):
@@ -48,20 +50,13 @@ def _add_gate_arguments(parser: argparse.ArgumentParser, *, with_format: bool) -
 
 
 def _write_text(path: str, text: str) -> None:
-    import os
-    import tempfile
+    from pathlib import Path
 
-    target = os.path.abspath(path)
-    tmp = None
+    from maml_evidence.store.files import atomic_write_text  # standard library only: the gate stays light
+
     try:
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target), prefix=".tmp-", suffix=".json")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, target)
+        atomic_write_text(Path(path).absolute(), text)
     except OSError as exc:
-        if tmp is not None and os.path.exists(tmp):  # leave no half-written temporary file behind
-            os.unlink(tmp)
         raise CommandError(f"--output {path}: cannot write the report: {exc.strerror or exc}") from None
 
 
@@ -113,55 +108,98 @@ def _store(args: argparse.Namespace):  # noqa: ANN202 - EvidenceStore, imported 
 
 
 def run_ingest(args: argparse.Namespace) -> int:
-    """Evaluate inbox files (or the given files) through the Dagster job; one line per spike run."""
+    """Take inbox entries (or the given paths) in, evaluate them through the Dagster job; one line per entry.
+
+    Every entry gets exactly one line, its name escaped so that it stays one printable line: the decision of its
+    spike run, or QUARANTINED / skipped with the reason. Entries an earlier ingest reported and left in place are
+    counted on one line. Exit 1 if anything was quarantined, skipped, failed or is still being evaluated elsewhere.
+    """
     from pathlib import Path
 
     from maml_evidence.headless import ingest
     from maml_evidence.store import StoreError
+    from maml_evidence.store.intake import QUARANTINED, REPORTED_FILE, SKIPPED, IntakeResult, printable
+
+    def one_line(result: IntakeResult, limit: int = 2) -> str:
+        """The reason on one line, without the path the line already names."""
+        message = result.message.removeprefix(f"{printable(str(result.path))}: ")
+        lines = [line.strip() for line in message.splitlines() if line.strip()]
+        more = f" (+{len(lines) - limit} more, see the .reason.txt)" if len(lines) > limit else ""
+        return " ".join(lines[:limit]) + more
 
     store = _store(args)
     store.policy()  # a broken policy file stops here with every problem named (exit 2), before any intake
     paths = [Path(p) for p in args.paths]
-    for path in paths:
-        if not path.is_file():
-            raise CommandError(f"{path}: no such file")
     try:
-        report = ingest(store, paths or None, replace=args.replace)
+        report = ingest(
+            store, paths or None, replace=args.replace, notify=lambda text: sys.stderr.write(f"note: {text}\n")
+        )
     except StoreError as exc:
         raise CommandError(str(exc)) from None
     if not report.results:
-        print(f"nothing to ingest: {store.home.inbox} has no *.json files")
+        print(f"nothing to ingest: {printable(str(store.home.inbox))} is empty")
+    runs_failed = [run for run in report.runs if not run.success]
+    shown: set[str] = set()
     for result in report.results:
-        if result.outcome == "quarantined":
-            print(f"QUARANTINED  {result.path.name}  -> {result.quarantined_to}")
-            first_line = result.message.splitlines()[1:2] or result.message.splitlines()[:1]
-            print(f"             {first_line[0].strip() if first_line else ''}")
+        if result.already_reported:
             continue
-        row = report.decisions.get(result.spike_run_id or "")
-        decision = row["decision"] if row else "not evaluated (see run errors)"
-        print(f"{decision:<28} {result.spike_run_id}  ({result.outcome}: {result.message})")
-    failed = [run for run in report.runs if not run.success]
-    for run in failed:
+        if result.outcome == QUARANTINED:
+            where = printable(str(result.quarantined_to or result.reason_file))
+            print(f"{'QUARANTINED':<28} {result.display}  ({one_line(result)}) -> {where}")
+            continue
+        if result.outcome == SKIPPED:
+            print(f"{'skipped':<28} {result.display}  ({one_line(result)})")
+            continue
+        run_id = result.spike_run_id or ""
+        shown.add(run_id)
+        row = report.decisions.get(run_id)
+        if run_id in report.failed:
+            print(f"{'failed':<28} {run_id}  ({report.failed[run_id]})")
+        elif row:
+            print(f"{row['decision']:<28} {run_id}  ({result.outcome}: {result.message})")
+        elif run_id in report.pending:
+            print(
+                f"{'pending':<28} {run_id}  ({result.outcome}: {report.pending[run_id]}; its decision will show in "
+                f"`maml-evidence sql \"FROM gate_decisions WHERE spike_run_id = '{run_id}'\"`)"
+            )
+        else:
+            why = "see the run errors below" if runs_failed else "no decision stored; run `maml-evidence doctor`"
+            print(f"{'not evaluated':<28} {run_id}  ({result.outcome}: {why})")
+    for run_id, reason in report.failed.items():
+        if run_id not in shown:
+            print(f"{'failed':<28} {run_id}  ({reason})")
+    earlier = [r for r in report.results if r.already_reported]
+    if earlier:
+        print(
+            f"{'skipped (already reported)':<28} {len(earlier)} inbox entr{'y' if len(earlier) == 1 else 'ies'} "
+            f"unchanged since an earlier ingest reported {'it' if len(earlier) == 1 else 'them'} (listed in "
+            f"{printable(str(store.home.locks / REPORTED_FILE))})"
+        )
+    for run in runs_failed:
         sys.stderr.write(f"error: run {run.run_id} over {run.first}..{run.last} failed: {run.error}\n")
     if report.quarantined:
         sys.stderr.write(
-            f"{len(report.quarantined)} file(s) quarantined in {store.home.quarantine} (each beside a .reason.txt)\n"
+            f"{len(report.quarantined)} entr{'y' if len(report.quarantined) == 1 else 'ies'} quarantined in "
+            f"{printable(str(store.home.quarantine))} (each beside a .reason.txt)\n"
         )
-    return EXIT_NOT_ENABLED if failed or report.quarantined else EXIT_OK
+    problems = runs_failed or report.quarantined or report.skipped or report.failed or report.pending
+    return EXIT_FAILED if problems else EXIT_OK
 
 
 def run_reevaluate(args: argparse.Namespace) -> int:
     """Re-judge stored history under the policy in force through the reevaluate_history job."""
-    from maml_evidence.headless import reevaluate_history
+    from maml_evidence.headless import run_reevaluation
 
     store = _store(args)
     policy = store.policy()  # a broken policy file stops here with every problem named (exit 2)
-    outcome = reevaluate_history(store, force=args.force)
+    outcome = run_reevaluation(store, force=args.force)
     if not outcome.success:
         sys.stderr.write(f"error: re-evaluation run {outcome.run_id} failed: {outcome.error}\n")
-        return EXIT_NOT_ENABLED
+        return EXIT_FAILED
     meta = outcome.metadata
     print(f"policy {policy.version} ({policy.source})")
+    for line in str(meta.get("recovered") or "").splitlines():
+        print(f"recovered: {line.removeprefix('- ')}")
     if "skipped" in meta:
         print(f"nothing to do: {meta['skipped']}")
         return EXIT_OK
@@ -195,7 +233,7 @@ def run_sql(args: argparse.Namespace) -> int:
 
 def run_doctor(args: argparse.Namespace) -> int:
     """Report damaged or missing evidence; with --repair set damage aside and rebuild from stored payloads."""
-    from maml_evidence.store.doctor import diagnose, set_aside
+    from maml_evidence.store.doctor import diagnose, repair_records, set_aside
 
     store = _store(args)
     diagnosis = diagnose(store)
@@ -206,9 +244,11 @@ def run_doctor(args: argparse.Namespace) -> int:
         return EXIT_OK
     if not args.repair:
         print("run `maml-evidence doctor --repair` to set damaged files aside and rebuild the affected spike runs")
-        return EXIT_NOT_ENABLED if diagnosis.errors or diagnosis.unevaluated else EXIT_OK
+        return EXIT_FAILED if diagnosis.errors or diagnosis.unevaluated else EXIT_OK
     from maml_evidence.headless import rebuild
 
+    for line in repair_records(store, diagnosis):
+        print(f"repaired: {line}")
     affected = set_aside(store, diagnosis)
     if affected:
         runs = rebuild(store, affected)
@@ -217,21 +257,21 @@ def run_doctor(args: argparse.Namespace) -> int:
             sys.stderr.write(
                 "error: some rebuild runs failed: " + "; ".join(r.error or "" for r in runs if not r.success) + "\n"
             )
-            return EXIT_NOT_ENABLED
+            return EXIT_FAILED
     remaining = diagnose(store)
     for finding in remaining.findings:
         print(f"still: {finding}")
-    return EXIT_NOT_ENABLED if remaining.errors or remaining.unevaluated else EXIT_OK
+    return EXIT_FAILED if remaining.errors or remaining.unevaluated else EXIT_OK
 
 
 def run_dev(args: argparse.Namespace) -> int:
     """Start the Dagster UI and daemon on this evidence home (instance in <home>/dagster_home)."""
     import os
 
-    from maml_evidence.headless import configure_dagster_home
+    from maml_evidence.headless import dagster_home, dev_environment
 
     store = _store(args)
-    dagster_home = configure_dagster_home(store)
+    instance_home = dagster_home(store)
     command = [
         sys.executable,
         "-m",
@@ -244,9 +284,9 @@ def run_dev(args: argparse.Namespace) -> int:
         "-p",
         str(args.port),
     ]
-    sys.stderr.write(f"evidence home: {store.home.root}\ndagster home:  {dagster_home}\n")
+    sys.stderr.write(f"evidence home: {store.home.root}\ndagster home:  {instance_home}\n")
     sys.stderr.flush()
-    os.execv(sys.executable, command)
+    os.execve(sys.executable, command, dev_environment(store))
     return EXIT_OK  # not reached
 
 
@@ -280,10 +320,11 @@ def build_parser() -> argparse.ArgumentParser:
     ingest = command(
         "ingest",
         run_ingest,
-        "evaluate inbox files (or the given files) through the Dagster job and print each decision",
+        "evaluate inbox entries (or the given files) through the Dagster job and print each outcome",
         "Validate payload files, store new evidence, evaluate it with the evaluate_spike_runs job on the evidence "
-        "home's Dagster instance, and print one line per spike run. Exit 1 if any file was quarantined or a run "
-        "failed (all other files are still processed).",
+        "home's Dagster instance, and print one line per inbox entry. Exit 1 if any entry was quarantined or "
+        "skipped, a spike run failed, or one is still being evaluated elsewhere (every other entry is still "
+        "processed).",
     )
     ingest.add_argument("paths", nargs="*", metavar="PATH", help="payload files (default: every *.json in the inbox)")
     ingest.add_argument(
@@ -305,7 +346,8 @@ def build_parser() -> argparse.ArgumentParser:
         run_sql,
         "run a read-only SQL query over the evidence views and print the rows",
         "Views: spike_runs, adaptation_metrics, adaptation_summary, accuracy_metrics, accuracy_summary, "
-        "cost_metrics, gate_decisions, gate_checks, decision_history, threshold_policies, decision_changes.",
+        "cost_metrics, gate_decisions, gate_checks, decision_history, threshold_policies, decision_changes, "
+        "decision_commits.",
     )
     sql.add_argument("query", help='e.g. "SELECT decision, count(*) FROM gate_decisions GROUP BY ALL"')
     sql.add_argument("--format", choices=("table", "csv", "json", "markdown"), default="table")

@@ -1,4 +1,4 @@
-"""Guards every test shares: a test must leave the process environment exactly as it found it."""
+"""What every suite shares: the environment guard, and one ingested evidence home for the whole session."""
 
 from __future__ import annotations
 
@@ -27,3 +27,11 @@ def environment_unchanged(request: pytest.FixtureRequest) -> Iterator[None]:
 def _environment() -> dict[str, str]:
     # pytest itself sets PYTEST_CURRENT_TEST per phase
     return {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
+
+
+@pytest.fixture(scope="session")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """The policy suite's spike runs ingested once per session through the real pipeline (copied per test)."""
+    from maml_evidence_tests.policy.conftest import build_template
+
+    yield from build_template(tmp_path_factory)

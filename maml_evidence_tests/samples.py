@@ -1,9 +1,21 @@
-"""What the shipped samples and the pipeline are expected to contain, written out once for every suite."""
+"""What every suite shares: the shipped samples and what they must reach, paths, and a Dagster home for tests."""
 
+import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_INBOX = REPO_ROOT / "data" / "inbox"
+BIN = Path(sys.executable).parent  # the console scripts of the environment running the tests
+DAGSTER_YAML = "telemetry:\n  enabled: false\n"
+# Dagster's console logger at DEBUG prints every event; tests only need warnings.
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def prepare_dagster_home(path: Path) -> Path:
+    """A Dagster home folder with telemetry off, as the product's own dagster.yaml has it."""
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "dagster.yaml").write_text(DAGSTER_YAML, encoding="utf-8")
+    return path
 
 # The shipped sample payloads (spike_run_id = file stem) and the decision each must reach.
 SAMPLE_DECISIONS = {

@@ -37,3 +37,13 @@ def contiguous_ranges(all_keys: Sequence[str], wanted: Sequence[str]) -> list[tu
 
 def range_tags(first: str, last: str) -> dict[str, str]:
     return {RANGE_START_TAG: first, RANGE_END_TAG: last}
+
+
+def register_spike_runs(instance: dg.DagsterInstance, spike_run_ids: Sequence[str]) -> None:
+    """Add these spike runs as partitions, in the order given; ones the instance has are left as they are.
+
+    The one way partitions are registered (sensor, ingest, doctor's rebuild, tests): Dagster's
+    ``add_dynamic_partitions`` is idempotent and keeps the first insertion order, which ranges follow.
+    """
+    if spike_run_ids:
+        instance.add_dynamic_partitions(spike_runs.name, list(dict.fromkeys(spike_run_ids)))

@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 
 from maml_evidence.defs.jobs import evaluate_spike_runs
-from maml_evidence.defs.partitions import contiguous_ranges, range_tags, spike_runs
+from maml_evidence.defs.partitions import contiguous_ranges, range_tags, register_spike_runs, spike_runs
 from maml_evidence.defs.resources import EvidenceStoreResource
 from maml_evidence.store.intake import QUARANTINED, SKIPPED, inbox_entries, intake_files
 
@@ -48,7 +48,7 @@ def spike_inbox_sensor(context: dg.SensorEvaluationContext, evidence: EvidenceSt
         store.home,
         changed,
         known_partitions=lambda: set(instance.get_dynamic_partitions(spike_runs.name)),
-        add_partitions=lambda ids: instance.add_dynamic_partitions(spike_runs.name, ids),
+        add_partitions=lambda ids: register_spike_runs(instance, ids),
         accepted_by="sensor",
     )
     for result in results:

@@ -207,6 +207,11 @@ class EvidenceStore:
             self.record_failure(run_id, reason)
         return [e for e in evaluations if e.spike_run_id not in bad]
 
+    def recover(self) -> list[str]:
+        """Finish what a killed command left of a decision batch (see ``store/commit.py``); what was done."""
+        with decisions_lock(self) as done:
+            return done
+
     def policy_for_version(self, version: str) -> Policy:
         """The policy a version stands for: the one in force, else the one recorded when it was first used."""
         current = self.policy()

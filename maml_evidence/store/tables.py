@@ -10,7 +10,6 @@ duplicates them. Compaction merges batch files into one (keeping only visible ro
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -20,7 +19,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from maml_evidence.store.files import atomic_write_text, file_lock
+from maml_evidence.store.files import atomic_write, atomic_write_text, file_lock
 from maml_evidence.store.home import EvidenceHome, StoreError
 from maml_evidence.store.schema import BATCH_COLUMN, COMMITS, PRESENT_COLUMN, TABLES, TableDef
 
@@ -181,18 +180,7 @@ class ParquetTables:
         """Write ``name`` atomically; its keys go first to a ``.keys`` sidecar so damage can be traced to runs."""
         if name != SCHEMA_FILE:
             atomic_write_text(directory / f"{name}{KEYS_SUFFIX}", "".join(f"{key}\n" for key in keys))
-        tmp = directory / f".{name}.{uuid.uuid4().hex}.partial"
-        try:
-            pq.write_table(data, tmp, compression="zstd")
-            with open(tmp, "rb") as handle:
-                os.fsync(handle.fileno())
-            final = directory / name
-            os.replace(tmp, final)
-            return final
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        return atomic_write(directory / name, lambda tmp: pq.write_table(data, tmp, compression="zstd"))
 
     def write(
         self,
@@ -236,28 +224,16 @@ class ParquetTables:
         columns are cast to the table's declared types, so the file reads exactly like one from ``write``.
         """
         definition = TABLES[table]
-        casts = ", ".join(
-            f'CAST("{c.name}" AS {_duckdb_type(c.type)}) AS "{c.name}"' for c in definition.columns
-        )
+        casts = ", ".join(f'CAST("{c.name}" AS {_duckdb_type(c.type)}) AS "{c.name}"' for c in definition.columns)
         directory = self.directory(table)
         directory.mkdir(parents=True, exist_ok=True)
         name = f"b-{batch}-{uuid.uuid4().hex[:8]}.parquet"
         atomic_write_text(directory / f"{name}{KEYS_SUFFIX}", "".join(f"{key}\n" for key in keys))
-        tmp = directory / f".{name}.{uuid.uuid4().hex}.partial"
-        try:
-            connection.execute(  # type: ignore[attr-defined]
-                f"COPY (SELECT {casts}, {_sql_str(batch)} AS {BATCH_COLUMN}, true AS {PRESENT_COLUMN} "
-                f"FROM ({select})) TO {_sql_str(str(tmp))} (FORMAT parquet, COMPRESSION zstd)"
-            )
-            with open(tmp, "rb") as handle:
-                os.fsync(handle.fileno())
-            final = directory / name
-            os.replace(tmp, final)
-            return final
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        copy = (
+            f"COPY (SELECT {casts}, {_sql_str(batch)} AS {BATCH_COLUMN}, true AS {PRESENT_COLUMN} FROM ({select})) "
+            "TO {} (FORMAT parquet, COMPRESSION zstd)"
+        )
+        return atomic_write(directory / name, lambda tmp: connection.execute(copy.format(_sql_str(str(tmp)))))  # type: ignore[attr-defined]
 
     def unstorable(self, table: str, rows: Sequence[Mapping[str, object]]) -> dict[str, str]:
         """Keys whose rows this table cannot hold (a value outside its column type), with the reason.

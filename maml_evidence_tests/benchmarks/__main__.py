@@ -100,6 +100,7 @@ def _write_inbox(inbox: Path, count: int, seed: int) -> None:
 def bench_ingest(work: Path, count: int, per_run_sample: int) -> dict[str, object]:
     import dagster as dg
 
+    from maml_evidence.defs.partitions import register_spike_runs
     from maml_evidence.headless import evaluate_partitions, ingest, open_instance
     from maml_evidence.store import EvidenceStore
 
@@ -135,7 +136,7 @@ def bench_ingest(work: Path, count: int, per_run_sample: int) -> dict[str, objec
     instance = open_instance(sample_store)
     results = intake_files(
         sample_store.home, sorted(sample_store.home.inbox.glob("*.json")),
-        add_partitions=lambda ids: instance.add_dynamic_partitions("spike_runs", ids),
+        add_partitions=lambda ids: register_spike_runs(instance, ids),
     )
     ids = [r.spike_run_id for r in results if r.spike_run_id]
     started = time.perf_counter()

@@ -10,9 +10,7 @@ from pathlib import Path
 import pytest
 
 from maml_evidence_tests.generator import generate_payload
-
-REPO = Path(__file__).resolve().parents[2]
-SAMPLES = REPO / "data" / "inbox"
+from maml_evidence_tests.samples import SAMPLE_INBOX
 
 
 @pytest.fixture
@@ -35,9 +33,9 @@ def write_generated(inbox: Path, count: int, seed: int, prefix: str = "gen") -> 
 
 
 def copy_samples(inbox: Path) -> list[str]:
-    for path in SAMPLES.glob("*.json"):
+    for path in SAMPLE_INBOX.glob("*.json"):
         shutil.copy(path, inbox / path.name)
-    return sorted(p.stem for p in SAMPLES.glob("*.json"))
+    return sorted(p.stem for p in SAMPLE_INBOX.glob("*.json"))
 
 
 def cli(*args: str, home: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:

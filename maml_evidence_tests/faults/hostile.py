@@ -11,15 +11,11 @@ import os
 import re
 import stat
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from maml_evidence_tests.samples import SAMPLE_DECISIONS
+from maml_evidence_tests.samples import BIN, SAMPLE_DECISIONS, SAMPLE_INBOX
 
-REPO = Path(__file__).resolve().parents[2]
-SAMPLES = REPO / "data" / "inbox"
-BIN = Path(sys.executable).parent
 ENABLE = "2026-10-06-support-bots-enable"
 SPARSE_BYTES = 8 * 1024**3
 LONG_NAME = "0-" + "a" * 228 + ".json"  # 235 characters
@@ -28,7 +24,7 @@ STAMPED = re.compile(r"^\d{8}T\d{12}Z-")
 
 
 def sample_payload(name: str = ENABLE, /, **changes: object) -> dict:
-    payload = json.loads((SAMPLES / f"{name}.json").read_text(encoding="utf-8"))
+    payload = json.loads((SAMPLE_INBOX / f"{name}.json").read_text(encoding="utf-8"))
     payload.update(changes)
     return payload
 
@@ -83,7 +79,7 @@ def make_hostile_inbox(inbox: Path) -> Hostile:
     write_bytes(inbox, b"0-new\nline.json", b"{")
     write_bytes(inbox, b"0-notes.txt", b"not a payload")
     for name in SAMPLE_DECISIONS:
-        write_bytes(inbox, f"{name}.json".encode(), (SAMPLES / f"{name}.json").read_bytes())
+        write_bytes(inbox, f"{name}.json".encode(), (SAMPLE_INBOX / f"{name}.json").read_bytes())
     quarantined = {
         LONG_NAME: "file",
         "0-bad\\xfe.json": "file",

@@ -20,7 +20,7 @@ from maml_evidence.store import EvidenceStore
 from maml_evidence.store.doctor import diagnose, repair_records
 from maml_evidence.store.reevaluation import reevaluate
 from maml_evidence_tests.faults.crashpoint import run_killed_after
-from maml_evidence_tests.policy.conftest import POLICY_B, Home, copy_home, oracle, template  # noqa: F401 - fixture
+from maml_evidence_tests.policy.conftest import POLICY_B, Home, copy_home, oracle
 
 
 def state(home: Home) -> dict[str, object]:
@@ -57,7 +57,7 @@ def assert_agrees(found: dict[str, object], expected: dict[str, dict], version: 
 
 
 @pytest.fixture
-def policy_changed(template: Home, tmp_path: Path) -> tuple[Home, Path]:  # noqa: F811 - the imported fixture
+def policy_changed(template: Home, tmp_path: Path) -> tuple[Home, Path]:
     """A copy of the template home with POLICY_B written, and a pristine copy of it to restore from."""
     home = copy_home(template, tmp_path / "work")
     home.write_policy(POLICY_B)

@@ -22,7 +22,7 @@ from maml_evidence_tests.faults.hostile import (
     ENABLE,
     LONG_NAME,
     PASSWD_LINE,
-    SAMPLES,
+    SAMPLE_INBOX,
     SPARSE_BYTES,
     Hostile,
     cli_env,
@@ -149,7 +149,7 @@ def test_paths_named_on_the_command_line_follow_the_same_rules(tmp_path: Path) -
     os.symlink("/etc/passwd", outside / "link.json")
     invalid = outside / "invalid.json"
     invalid.write_text("{", encoding="utf-8")
-    good = Path(shutil.copy(SAMPLES / f"{ENABLE}.json", outside))
+    good = Path(shutil.copy(SAMPLE_INBOX / f"{ENABLE}.json", outside))
     named = [str(outside / "pipe.json"), "/dev/zero", str(outside / "missing.json"), str(outside / "link.json")]
 
     result = maml_evidence(tmp_path, "ingest", *named, str(invalid), str(good), timeout=60)

@@ -11,7 +11,7 @@ import dagster as dg
 from maml_evidence.store import EvidenceStore
 from maml_evidence_tests.faults.conftest import write_generated
 from maml_evidence_tests.faults.hostile import cli_command, cli_env, lines_by_subject, maml_evidence
-from maml_evidence_tests.pipeline.conftest import prepare_dagster_home
+from maml_evidence_tests.samples import prepare_dagster_home
 
 SPIKE_RUNS = 120  # enough that the first ingest's run lasts a few seconds
 

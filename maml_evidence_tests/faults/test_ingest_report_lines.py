@@ -11,7 +11,7 @@ import pytest
 
 from maml_evidence import cli, headless
 from maml_evidence.store.intake import ACCEPTED, UNCHANGED, IntakeResult
-from maml_evidence_tests.faults.hostile import SAMPLES, lines_by_subject
+from maml_evidence_tests.faults.hostile import SAMPLE_INBOX, lines_by_subject
 from maml_evidence_tests.pipeline.conftest import Pipeline, open_pipeline
 from maml_evidence_tests.samples import SAMPLE_DECISIONS
 
@@ -30,7 +30,7 @@ def test_spike_runs_the_sensor_took_in_are_waited_for_then_named_as_pending(
 ) -> None:
     pipeline.inbox.mkdir(parents=True, exist_ok=True)
     for run_id in IDS:
-        shutil.copy(SAMPLES / f"{run_id}.json", pipeline.inbox)
+        shutil.copy(SAMPLE_INBOX / f"{run_id}.json", pipeline.inbox)
     result = pipeline.tick()  # the sensor accepts them; its run is requested but (no daemon here) never starts
     pipeline.instance.add_dynamic_partitions("spike_runs", IDS)
     assert result.run_requests

@@ -6,7 +6,6 @@ import contextlib
 import json
 import os
 import shutil
-import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,22 +13,15 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from maml_evidence.defs.partitions import range_tags, spike_runs
+from maml_evidence.defs.partitions import range_tags, register_spike_runs, spike_runs
 from maml_evidence.defs.resources import EvidenceStoreResource
 from maml_evidence.store import EvidenceStore
 from maml_evidence.store.intake import IntakeResult, intake_files
-from maml_evidence_tests.samples import SAMPLE_DECISIONS
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SAMPLE_INBOX = REPO_ROOT / "data" / "inbox"
-BIN = Path(sys.executable).parent
+from maml_evidence_tests.samples import QUIET, SAMPLE_DECISIONS, SAMPLE_INBOX, prepare_dagster_home
 
 ENABLE_SAMPLE = "2026-10-06-support-bots-enable"
 EVALUATE_JOB = "evaluate_spike_runs"
 SENSOR = "spike_inbox_sensor"
-# Dagster's console logger at DEBUG prints every event; tests only need warnings.
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-DAGSTER_YAML = "telemetry:\n  enabled: false\n"
 
 
 def sample(name: str = ENABLE_SAMPLE, /, **changes: object) -> dict:
@@ -42,12 +34,6 @@ def sample(name: str = ENABLE_SAMPLE, /, **changes: object) -> dict:
 def write_json(path: Path, payload: object) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2), encoding="utf-8")
-    return path
-
-
-def prepare_dagster_home(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    (path / "dagster.yaml").write_text(DAGSTER_YAML, encoding="utf-8")
     return path
 
 
@@ -101,11 +87,12 @@ class Pipeline:
         """Accept files into the store and register their partitions, as the sensor and the CLI do."""
         files = list(paths) if paths is not None else sorted(self.inbox.glob("*.json"))
 
-        def add(ids: list[str]) -> None:
-            known = set(self.partitions())
-            self.instance.add_dynamic_partitions(spike_runs.name, [i for i in ids if i not in known])
-
-        return intake_files(self.store.home, files, known_partitions=lambda: set(self.partitions()), add_partitions=add)
+        return intake_files(
+            self.store.home,
+            files,
+            known_partitions=lambda: set(self.partitions()),
+            add_partitions=lambda ids: register_spike_runs(self.instance, ids),
+        )
 
     def tick(self, cursor: str | None = None):  # Dagster's tick result has no public type
         sensor = defs().resolve_sensor_def(SENSOR)

@@ -13,7 +13,8 @@ import dagster as dg
 import pytest
 
 from maml_evidence.store import EvidenceStore
-from maml_evidence_tests.pipeline.conftest import BIN, ENABLE_SAMPLE, SAMPLE_DECISIONS, SAMPLE_INBOX, sample, write_json
+from maml_evidence_tests.pipeline.conftest import ENABLE_SAMPLE, sample, write_json
+from maml_evidence_tests.samples import BIN, SAMPLE_DECISIONS, SAMPLE_INBOX
 
 BROKEN = "zz-broken.json"
 

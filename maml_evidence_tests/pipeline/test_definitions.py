@@ -9,8 +9,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from maml_evidence_tests.pipeline.conftest import BIN, EVALUATE_JOB, REPO_ROOT, SENSOR, defs, prepare_dagster_home
-from maml_evidence_tests.samples import SPIKE_ASSET_NAMES
+from maml_evidence_tests.pipeline.conftest import EVALUATE_JOB, SENSOR, defs
+from maml_evidence_tests.samples import BIN, REPO_ROOT, SPIKE_ASSET_NAMES, prepare_dagster_home
 
 SPIKE_ASSETS = SPIKE_ASSET_NAMES
 CHECKS = {

@@ -13,7 +13,6 @@ import os
 import random
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,12 +24,7 @@ from maml_evidence import evaluate_feasibility
 from maml_evidence.defs.resources import EvidenceStoreResource
 from maml_evidence.store import EvidenceStore
 from maml_evidence_tests.generator import DECISIONS, generate_payload
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SAMPLE_INBOX = REPO_ROOT / "data" / "inbox"
-BIN = Path(sys.executable).parent
-DAGSTER_YAML = "telemetry:\n  enabled: false\n"
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+from maml_evidence_tests.samples import BIN, SAMPLE_INBOX, prepare_dagster_home
 
 # A policy that flips decisions in several directions over the template's spike runs (the oracle in each
 # test says exactly which): fewer than 4 projects -> collect_more_evidence, a looser accuracy guard, a
@@ -96,12 +90,6 @@ def oracle(policy: Mapping[str, float | int] | None = None) -> dict[str, dict]:
     return {run_id: evaluate_feasibility(payload, policy=policy) for run_id, payload in PAYLOADS.items()}
 
 
-def prepare_dagster_home(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    (path / "dagster.yaml").write_text(DAGSTER_YAML, encoding="utf-8")
-    return path
-
-
 @dataclass
 class Home:
     """An evidence home and its Dagster home, with the ways the product reads and drives them."""
@@ -165,9 +153,11 @@ class Home:
         )
 
 
-@pytest.fixture(scope="package")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Home]:
-    """The template spike runs ingested once through the real pipeline (no thresholds.toml: spec defaults)."""
+def build_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Home]:
+    """The template spike runs ingested once through the real pipeline (no thresholds.toml: spec defaults).
+
+    The session-wide ``template`` fixture (root conftest) calls this, so every suite shares one ingest.
+    """
     from maml_evidence.headless import ingest
 
     root = tmp_path_factory.mktemp("policy-template")

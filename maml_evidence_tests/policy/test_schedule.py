@@ -6,7 +6,8 @@ import dagster as dg
 
 from maml_evidence.definitions import defs
 from maml_evidence.policy import load_policy
-from maml_evidence_tests.policy.conftest import PAYLOADS, POLICY_B, QUIET, Home, oracle
+from maml_evidence_tests.policy.conftest import PAYLOADS, POLICY_B, Home, oracle
+from maml_evidence_tests.samples import QUIET
 
 GATE = dg.AssetCheckKey(dg.AssetKey("decision_report"), "maml_gate")
 COST_GUARD = dg.AssetCheckKey(dg.AssetKey("cost_metrics"), "cost_guard")

@@ -14,14 +14,14 @@ import pytest
 from maml_evidence.store.reevaluation import reevaluate
 from maml_evidence.store.schema import TABLES
 from maml_evidence.store.tables import ParquetTables
-from maml_evidence_tests.policy.conftest import Home, copy_home, home, template  # noqa: F401 - fixtures
+from maml_evidence_tests.policy.conftest import Home, copy_home, home  # noqa: F401 - fixture
 
 # A dearer GPU and fewer small spikes: the enable sample is now deferred for cost on price alone.
 POLICY_D = {"gpu_hour_usd": 6.0, "min_projects": 4, "max_mean_accuracy_regression_pp": 2.5}
 
 
 @pytest.fixture(scope="package")
-def store_d(template: Home, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Home]:  # noqa: F811
+def store_d(template: Home, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Home]:
     """The template re-evaluated once under POLICY_D; tests only read it."""
     copied = copy_home(template, tmp_path_factory.mktemp("sql"))
     copied.write_policy(POLICY_D)

@@ -16,7 +16,8 @@ import pytest
 from maml_evidence.store.home import EvidenceHome, StoreError
 from maml_evidence.store.schema import TABLES
 from maml_evidence.store.sql import readable_directory, run_query, sandbox, sandboxed_connection
-from maml_evidence_tests.policy.conftest import BIN, PAYLOADS, Home, copy_home
+from maml_evidence_tests.policy.conftest import PAYLOADS, Home, copy_home
+from maml_evidence_tests.samples import BIN
 from maml_evidence_tests.store.conftest import store_state
 
 # Statements the read-only check lets through (they are SELECTs); the sandbox refuses them. (query, named thing)

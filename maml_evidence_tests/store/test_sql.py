@@ -17,7 +17,8 @@ import pytest
 from maml_evidence.policy import load_policy
 from maml_evidence.store.reevaluation import reevaluate
 from maml_evidence.store.schema import TABLES
-from maml_evidence_tests.policy.conftest import PAYLOADS, POLICY_B, REPO_ROOT, Home, oracle
+from maml_evidence_tests.policy.conftest import PAYLOADS, POLICY_B, Home, oracle
+from maml_evidence_tests.samples import REPO_ROOT
 from maml_evidence_tests.store.conftest import POLICY_D, store_state
 
 README = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
