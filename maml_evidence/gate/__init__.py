@@ -26,7 +26,6 @@ from maml_evidence.gate.thresholds import (
     Settings,
     Thresholds,
     effective_settings,
-    merge_thresholds,
 )
 from maml_evidence.gate.values import MAX_NUMBER
 
@@ -58,7 +57,6 @@ __all__ = [
     "flip_cause",
     "judge",
     "load_payload_file",
-    "merge_thresholds",
     "observed_values",
     "parse_payload_text",
     "render_interpretation",

@@ -91,6 +91,8 @@ def cost_deltas(baseline_train: float, candidate_train: float, candidate_meta: f
 
 def extra_gpu_cost_usd(extra_training_minutes: float, gpu_hour_usd: float) -> float:
     """The spec's cost model: extra minutes priced per GPU hour."""
+    if gpu_hour_usd == 0:  # free GPUs cost nothing, even for infinite minutes stored before numbers were bounded
+        return 0.0
     return extra_training_minutes / 60.0 * gpu_hour_usd
 
 

@@ -49,7 +49,7 @@ class Record(tuple):  # type: ignore[type-arg]
                 defaults[name] = cls.__dict__[name]
             names.append(name)
         for index, name in enumerate(names):
-            setattr(cls, name, property(itemgetter(index), doc=f"field {index}: {name}"))
+            setattr(cls, name, property(itemgetter(index)))
         cls._fields = tuple(names)
         cls._size = len(names)
         cls._defaults = defaults

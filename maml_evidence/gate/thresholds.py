@@ -86,16 +86,6 @@ def check_overrides(raw: object, path: str, valid_keys: tuple[str, ...], errors:
     return clean
 
 
-def merge_thresholds(*layers: Mapping[str, float | int]) -> Thresholds:
-    """Apply override layers, lowest precedence first, on top of the spec's defaults."""
-    values = DEFAULT_THRESHOLDS.as_dict()
-    for layer in layers:
-        for key, value in layer.items():
-            if key in values:
-                values[key] = value
-    return Thresholds(**values)
-
-
 def effective_settings(
     policy: Mapping[str, float | int] | None,
     payload_thresholds: Mapping[str, float | int],
@@ -114,13 +104,3 @@ def effective_settings(
                 sources[key] = origin
     thresholds = Thresholds(*[values[key] for key in THRESHOLD_KEYS])
     return Settings(thresholds, float(values["gpu_hour_usd"]), values, sources)
-
-
-def resolve_settings(
-    policy: Mapping[str, float | int] | None,
-    payload_thresholds: Mapping[str, float | int],
-    payload_cost: Mapping[str, float | int],
-) -> tuple[dict[str, float | int], dict[str, str]]:
-    """``effective_settings`` as (values, sources); kept for callers not yet moved to ``effective_settings``."""
-    settings = effective_settings(policy, payload_thresholds, payload_cost)
-    return settings.values, settings.sources

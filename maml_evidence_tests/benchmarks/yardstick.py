@@ -82,8 +82,7 @@ def decide(payload: dict, policy: dict | None = None) -> dict[str, object]:
     checks = {  # every check is computed; the first failing one decides
         "enough_projects": n >= t["min_projects"],
         "adaptation_triggered": base_mean >= t["trigger_mean_steps"] or base_max >= t["trigger_max_steps"],
-        "effectiveness_ok": reduction >= t["min_mean_step_reduction"]
-        and relative >= t["min_relative_step_reduction"],
+        "effectiveness_ok": reduction >= t["min_mean_step_reduction"] and relative >= t["min_relative_step_reduction"],
         "accuracy_ok": regression <= t["max_mean_accuracy_regression_pp"],
         "cost_ok": overhead <= t["max_training_overhead_pct"] and usd <= t["max_extra_gpu_cost_usd_per_run"],
     }
