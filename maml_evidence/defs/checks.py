@@ -18,6 +18,8 @@ from maml_evidence.defs.assets import accuracy_metrics, adaptation_metrics, cost
 from maml_evidence.defs.partitions import spike_runs
 from maml_evidence.defs.resources import EvidenceStoreResource
 from maml_evidence.gate import Verdict
+from maml_evidence.gate.decision import ALL, CHECK_TABLE, CheckSpec
+from maml_evidence.store.schema import TABLES
 
 
 def latest_materializations(
@@ -54,26 +56,29 @@ class GateCheck(NamedTuple):
     description: str
 
 
+# The asset whose table holds a metric: a gate check is shown on the asset that measures what it judges.
+_ASSET_OF_TABLE = {
+    "adaptation_summary": adaptation_metrics,
+    "accuracy_summary": accuracy_metrics,
+    "cost_metrics": cost_metrics,
+}
+
+
+def _judged_asset(spec: CheckSpec) -> dg.AssetsDefinition:
+    metric = spec.conditions[0].metric
+    found = [asset for table, asset in _ASSET_OF_TABLE.items() if metric in TABLES[table].column_names]
+    return found[0] if found else decision_report
+
+
+def _describe(spec: CheckSpec) -> str:
+    joiner = " and " if spec.combine == ALL else " or "
+    rule = joiner.join(f"{c.metric} {c.operator} {c.threshold_key}" for c in spec.conditions)
+    return f"Passes when {rule}. When it is the first check to fail, the decision is {spec.on_fail}."
+
+
+# One Dagster check per row of the gate's check table (same name, on the asset that measures it), and the decision.
 GATE_CHECK_SPECS = (
-    GateCheck(
-        "enough_projects", adaptation_metrics, "enough_projects", "At least min_projects projects are in both arms."
-    ),
-    GateCheck(
-        "adaptation_triggered",
-        adaptation_metrics,
-        "adaptation_triggered",
-        "LoRA-only adaptation is slow enough (mean or max steps at or above the trigger) to need MAML.",
-    ),
-    GateCheck(
-        "effectiveness",
-        adaptation_metrics,
-        "effectiveness_ok",
-        "MAML cuts mean steps to target by enough, absolutely and relatively.",
-    ),
-    GateCheck(
-        "accuracy_guard", accuracy_metrics, "accuracy_ok", "MAML's mean final-accuracy regression is within the limit."
-    ),
-    GateCheck("cost_guard", cost_metrics, "cost_ok", "MAML's extra training overhead and GPU cost are within budget."),
+    *(GateCheck(spec.name, _judged_asset(spec), spec.name, _describe(spec)) for spec in CHECK_TABLE),
     GateCheck("maml_gate", decision_report, None, "Passes only when the gate's decision is enable_maml."),
 )
 

@@ -55,9 +55,9 @@ defs = dg.Definitions(
     asset_checks=[
         _check("enough_projects", adaptation_metrics),
         _check("adaptation_triggered", adaptation_metrics),
-        _check("effectiveness", adaptation_metrics),
-        _check("accuracy_guard", accuracy_metrics),
-        _check("cost_guard", cost_metrics),
+        _check("effectiveness_ok", adaptation_metrics),
+        _check("accuracy_ok", accuracy_metrics),
+        _check("cost_ok", cost_metrics),
         _check("maml_gate", decision_report),
     ],
     jobs=[dg.define_asset_job("floor", selection=dg.AssetSelection.all(), partitions_def=partitions)],

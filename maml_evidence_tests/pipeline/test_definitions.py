@@ -16,9 +16,9 @@ SPIKE_ASSETS = SPIKE_ASSET_NAMES
 CHECKS = {
     ("adaptation_metrics", "enough_projects"),
     ("adaptation_metrics", "adaptation_triggered"),
-    ("adaptation_metrics", "effectiveness"),
-    ("accuracy_metrics", "accuracy_guard"),
-    ("cost_metrics", "cost_guard"),
+    ("adaptation_metrics", "effectiveness_ok"),
+    ("accuracy_metrics", "accuracy_ok"),
+    ("cost_metrics", "cost_ok"),
     ("decision_report", "maml_gate"),
 }
 

@@ -18,9 +18,9 @@ TABLE_ASSETS = ["spike_payload", "adaptation_metrics", "accuracy_metrics", "cost
 CHECKS = {
     "enough_projects": ("adaptation_metrics", "enough_projects"),
     "adaptation_triggered": ("adaptation_metrics", "adaptation_triggered"),
-    "effectiveness": ("adaptation_metrics", "effectiveness_ok"),
-    "accuracy_guard": ("accuracy_metrics", "accuracy_ok"),
-    "cost_guard": ("cost_metrics", "cost_ok"),
+    "effectiveness_ok": ("adaptation_metrics", "effectiveness_ok"),
+    "accuracy_ok": ("accuracy_metrics", "accuracy_ok"),
+    "cost_ok": ("cost_metrics", "cost_ok"),
     "maml_gate": ("decision_report", None),
 }
 IDS = list(SAMPLE_DECISIONS)

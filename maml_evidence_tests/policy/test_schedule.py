@@ -10,7 +10,7 @@ from maml_evidence_tests.policy.conftest import PAYLOADS, POLICY_B, Home, oracle
 from maml_evidence_tests.samples import QUIET
 
 GATE = dg.AssetCheckKey(dg.AssetKey("decision_report"), "maml_gate")
-COST_GUARD = dg.AssetCheckKey(dg.AssetKey("cost_metrics"), "cost_guard")
+COST_GUARD = dg.AssetCheckKey(dg.AssetKey("cost_metrics"), "cost_ok")
 
 
 def tick(home: Home, instance: dg.DagsterInstance):  # noqa: ANN201 - ScheduleExecutionData
