@@ -107,6 +107,10 @@ def _store(args: argparse.Namespace):  # noqa: ANN202 - EvidenceStore, imported 
         raise CommandError(f"evidence home {args.home or '(default)'}: {exc}") from None
 
 
+def _note(text: str) -> None:
+    sys.stderr.write(f"note: {text}\n")
+
+
 def run_ingest(args: argparse.Namespace) -> int:
     """Take inbox entries (or the given paths) in, evaluate them through the Dagster job; one line per entry.
 
@@ -131,9 +135,7 @@ def run_ingest(args: argparse.Namespace) -> int:
     store.policy()  # a broken policy file stops here with every problem named (exit 2), before any intake
     paths = [Path(p) for p in args.paths]
     try:
-        report = ingest(
-            store, paths or None, replace=args.replace, notify=lambda text: sys.stderr.write(f"note: {text}\n")
-        )
+        report = ingest(store, paths or None, replace=args.replace, notify=_note)
     except StoreError as exc:
         raise CommandError(str(exc)) from None
     if not report.results:

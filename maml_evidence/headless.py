@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,10 +14,10 @@ from maml_evidence.defs.jobs import EVALUATE_JOB
 from maml_evidence.defs.partitions import (
     RANGE_END_TAG,
     RANGE_START_TAG,
+    SPIKE_RUNS,
     contiguous_ranges,
     range_tags,
     register_spike_runs,
-    spike_runs,
 )
 from maml_evidence.defs.runs import fail_dead_runs, process_tags
 from maml_evidence.store import EvidenceStore
@@ -97,7 +97,7 @@ def being_evaluated(instance: dg.DagsterInstance, store: EvidenceStore, spike_ru
     and does not count, so the next ingest finishes its spike runs.
     """
     wanted = set(spike_run_ids)
-    keys = instance.get_dynamic_partitions(spike_runs.name)
+    keys = instance.get_dynamic_partitions(SPIKE_RUNS)
     position = {key: index for index, key in enumerate(keys)}
     busy: set[str] = set()
     for run in fail_dead_runs(instance, EVALUATE_JOB):
@@ -110,8 +110,9 @@ def being_evaluated(instance: dg.DagsterInstance, store: EvidenceStore, spike_ru
     now = datetime.now(UTC)
     for run_id in wanted - busy:
         revision = store.registry.current(run_id)
-        recent = revision is not None and (now - revision.accepted_at_dt).total_seconds() < SENSOR_LAUNCH_GRACE_SECONDS
-        if recent and revision.accepted_by == "sensor":
+        if revision is None or revision.accepted_by != "sensor":
+            continue
+        if (now - revision.accepted_at_dt).total_seconds() < SENSOR_LAUNCH_GRACE_SECONDS:
             busy.add(run_id)
     return busy
 
@@ -124,7 +125,7 @@ def evaluate_partitions(
 
     job = defs.resolve_job_def(EVALUATE_JOB)
     outcomes = []
-    all_keys = instance.get_dynamic_partitions(spike_runs.name)
+    all_keys = instance.get_dynamic_partitions(SPIKE_RUNS)
     for first, last in contiguous_ranges(all_keys, spike_run_ids):
         result = job.execute_in_process(
             instance=instance,
@@ -185,7 +186,7 @@ def ingest(
 
         def holders(spike_run_ids: set[str]) -> dict[str, str]:
             """Who evaluates each spike run: a live run's process (its tags), a sensor's run, or a run to come."""
-            keys = instance.get_dynamic_partitions(spike_runs.name)
+            keys = instance.get_dynamic_partitions(SPIKE_RUNS)
             position = {key: index for index, key in enumerate(keys)}
             out: dict[str, str] = {}
             for run in fail_dead_runs(instance, EVALUATE_JOB):
@@ -209,7 +210,7 @@ def ingest(
             store.home,
             files,
             replace=replace,
-            known_partitions=lambda: set(instance.get_dynamic_partitions(spike_runs.name)),
+            known_partitions=lambda: set(instance.get_dynamic_partitions(SPIKE_RUNS)),
             add_partitions=lambda ids: register_spike_runs(instance, ids),
         )
         wanted = [r.spike_run_id for r in results if r.needs_run and r.spike_run_id]
@@ -260,7 +261,7 @@ def rebuild(store: EvidenceStore, spike_run_ids: Sequence[str]) -> list[RunOutco
 class ReevaluationOutcome:
     run_id: str
     success: bool
-    metadata: dict[str, object]
+    metadata: Mapping[str, object]
     changes: list[Change]
     error: str | None = None
 

@@ -30,10 +30,7 @@ def generate_payload(rng: random.Random, spike_run_id: str, intended: str | None
     scale = 0.01 if ratio else 1.0
     baseline_rows, candidate_rows = [], []
     for name in names:
-        if intended == "defer_maml_fast_enough":
-            base_steps = rng.randint(1, 3)
-        else:
-            base_steps = rng.randint(6, 16)
+        base_steps = rng.randint(1, 3) if intended == "defer_maml_fast_enough" else rng.randint(6, 16)
         if intended == "defer_maml_low_effect":
             cand_steps = max(0, base_steps - rng.choice((0, 1)))
         else:
@@ -45,26 +42,35 @@ def generate_payload(rng: random.Random, spike_run_id: str, intended: str | None
         else:
             cand_final = base_final - rng.uniform(-0.3, 0.6)
         baseline_rows.append(
-            {"project": name, "steps_to_target": base_steps, "target_accuracy": round(target * scale, 4),
-             "final_accuracy": round(min(base_final, 99.9) * scale, 4)}
+            {
+                "project": name,
+                "steps_to_target": base_steps,
+                "target_accuracy": round(target * scale, 4),
+                "final_accuracy": round(min(base_final, 99.9) * scale, 4),
+            }
         )
         candidate_rows.append(
-            {"project": name, "steps_to_target": cand_steps, "target_accuracy": round(target * scale, 4),
-             "final_accuracy": round(min(max(cand_final, 0.0), 99.9) * scale, 4)}
+            {
+                "project": name,
+                "steps_to_target": cand_steps,
+                "target_accuracy": round(target * scale, 4),
+                "final_accuracy": round(min(max(cand_final, 0.0), 99.9) * scale, 4),
+            }
         )
     if count and rng.random() < 0.15:  # a project that only the baseline finished
         extra = _project(rng, team, 99)
         baseline_rows.append({"project": extra, "steps_to_target": 9, "target_accuracy": round(80 * scale, 4)})
     baseline_minutes = rng.uniform(40.0, 240.0)
-    if intended == "defer_maml_cost_too_high":
-        overhead = rng.uniform(0.6, 1.5)
-    else:
-        overhead = rng.uniform(0.05, 0.35)
+    overhead = rng.uniform(0.6, 1.5) if intended == "defer_maml_cost_too_high" else rng.uniform(0.05, 0.35)
     meta = baseline_minutes * overhead * rng.uniform(0.3, 0.7)
     payload: dict[str, object] = {
         "spike_run_id": spike_run_id,
         "intended_decision": intended,
-        "baseline": {"label": "lora_only", "per_project_adaptation": baseline_rows, "train_minutes": round(baseline_minutes, 2)},
+        "baseline": {
+            "label": "lora_only",
+            "per_project_adaptation": baseline_rows,
+            "train_minutes": round(baseline_minutes, 2),
+        },
         "candidate": {
             "label": "lora_plus_maml",
             "per_project_adaptation": candidate_rows,

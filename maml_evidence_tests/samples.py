@@ -17,6 +17,7 @@ def prepare_dagster_home(path: Path) -> Path:
     (path / "dagster.yaml").write_text(DAGSTER_YAML, encoding="utf-8")
     return path
 
+
 # The shipped sample payloads (spike_run_id = file stem) and the decision each must reach.
 SAMPLE_DECISIONS = {
     "2026-10-06-support-bots-enable": "enable_maml",

@@ -4,6 +4,8 @@ Every asset is partitioned by spike run with a single-run backfill policy, so a 
 of any size is one Dagster run.
 """
 
+from typing import Any
+
 import dagster as dg
 
 from maml_evidence.defs.metadata import add_partition_metadata, column_schema, markdown_table
@@ -15,7 +17,7 @@ from maml_evidence.store.evidence import Evaluation
 
 GROUP = "spike_evidence"
 OWNERS = ["team:ml-platform"]
-PARTITIONED = {
+PARTITIONED: dict[str, Any] = {
     "partitions_def": spike_runs,
     "backfill_policy": dg.BackfillPolicy.single_run(),
     "group_name": GROUP,

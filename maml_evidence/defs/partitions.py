@@ -6,7 +6,8 @@ from collections.abc import Sequence
 
 import dagster as dg
 
-spike_runs = dg.DynamicPartitionsDefinition(name="spike_runs")
+SPIKE_RUNS = "spike_runs"
+spike_runs = dg.DynamicPartitionsDefinition(name=SPIKE_RUNS)
 
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
@@ -46,4 +47,4 @@ def register_spike_runs(instance: dg.DagsterInstance, spike_run_ids: Sequence[st
     ``add_dynamic_partitions`` is idempotent and keeps the first insertion order, which ranges follow.
     """
     if spike_run_ids:
-        instance.add_dynamic_partitions(spike_runs.name, list(dict.fromkeys(spike_run_ids)))
+        instance.add_dynamic_partitions(SPIKE_RUNS, list(dict.fromkeys(spike_run_ids)))

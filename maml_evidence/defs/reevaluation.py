@@ -1,5 +1,7 @@
 """Re-judging history when the threshold policy changes: an asset, its job, and a schedule that watches."""
 
+from typing import Any
+
 import dagster as dg
 
 from maml_evidence.defs.assets import OWNERS, decision_report
@@ -34,7 +36,7 @@ def decision_reevaluation(
     store = evidence.store()
     result = reevaluate(store, force=config.force)
     policy = result.policy
-    metadata: dict[str, object] = {
+    metadata: dict[str, Any] = {
         "policy_version": policy.version,
         "policy_source": policy.source,
         "effective_policy": dg.MetadataValue.json(policy.effective),

@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 
 from maml_evidence.defs.jobs import evaluate_spike_runs
-from maml_evidence.defs.partitions import contiguous_ranges, range_tags, register_spike_runs, spike_runs
+from maml_evidence.defs.partitions import SPIKE_RUNS, contiguous_ranges, range_tags, register_spike_runs
 from maml_evidence.defs.resources import EvidenceStoreResource
 from maml_evidence.store.intake import QUARANTINED, SKIPPED, inbox_entries, intake_files
 
@@ -47,7 +47,7 @@ def spike_inbox_sensor(context: dg.SensorEvaluationContext, evidence: EvidenceSt
     results = intake_files(
         store.home,
         changed,
-        known_partitions=lambda: set(instance.get_dynamic_partitions(spike_runs.name)),
+        known_partitions=lambda: set(instance.get_dynamic_partitions(SPIKE_RUNS)),
         add_partitions=lambda ids: register_spike_runs(instance, ids),
         accepted_by="sensor",
     )
@@ -67,7 +67,7 @@ def spike_inbox_sensor(context: dg.SensorEvaluationContext, evidence: EvidenceSt
     wanted = [r.spike_run_id for r in results if r.needs_run and r.spike_run_id]
     requests = []
     if wanted:
-        all_keys = instance.get_dynamic_partitions(spike_runs.name)
+        all_keys = instance.get_dynamic_partitions(SPIKE_RUNS)
         accepted = sorted(f"{r.spike_run_id}:{r.revision.sha256}" for r in results if r.needs_run and r.revision)
         digest = hashlib.sha256("|".join(accepted).encode()).hexdigest()[:16]
         for first, last in contiguous_ranges(all_keys, wanted):

@@ -12,7 +12,7 @@ MAX_BYTES = 64 * 1024 * 1024
 BOM = b"\xef\xbb\xbf"  # a UTF-8 byte-order mark, as some Windows editors write
 
 
-class _Repeated(dict):  # type: ignore[type-arg]
+class _Repeated(dict):
     """A decoded JSON object that named a key more than once; ``pairs`` keeps every occurrence."""
 
     __slots__ = ("pairs",)

@@ -26,7 +26,7 @@ else:
 
 
 @dataclass_transform(frozen_default=True)
-class Record(tuple):  # type: ignore[type-arg]
+class Record(tuple):
     """Base for frozen value objects; fields are the subclass's annotated names, in declaration order.
 
     Construct with every field positionally (the fast path) or by keyword; a field with a class-level value
@@ -92,7 +92,7 @@ class Record(tuple):  # type: ignore[type-arg]
 
     def __eq__(self, other: object) -> bool:
         # Records of different types are different even with equal values; so is a plain tuple.
-        return type(other) is type(self) and tuple.__eq__(self, other)  # type: ignore[arg-type]
+        return type(other) is type(self) and tuple.__eq__(self, other)
 
     def __ne__(self, other: object) -> bool:
         return not self == other

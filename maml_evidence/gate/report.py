@@ -184,7 +184,7 @@ def render_interpretation(report: Mapping[str, object]) -> str:
         f"+{_num(cost['extra_training_minutes'])} ({_num(cost['training_overhead_pct'])}%) |",
         "",
         f"Extra GPU cost: ${_num(cost['extra_gpu_cost_usd_per_run'])} per run at "
-        f"${_num(cost['assumptions']['gpu_hour_usd'])}/GPU-hour.",  # type: ignore[index]
+        f"${_num(cost['assumptions']['gpu_hour_usd'])}/GPU-hour.",
     ]
     alignment = report["project_alignment"]
     assert isinstance(alignment, dict)

@@ -68,7 +68,7 @@ def ensure_store(home: EvidenceHome) -> None:
                 f"(close DuckDB sessions on it and retry): {exc}"
             ) from exc
         try:
-            for name, select in wanted["views"].items():  # type: ignore[union-attr]
+            for name, select in view_definitions(home).items():
                 connection.execute(f"CREATE OR REPLACE VIEW {name} AS {select}")
         finally:
             connection.close()

@@ -58,13 +58,13 @@ class ReportTask:
 
 def write_rows(store: EvidenceStore, batch: str, rows: DecisionRows, *, compact: bool = True) -> None:
     """Step 1: add rows to ``batch``; invisible until the batch commits."""
-    keys = [row["spike_run_id"] for row in rows.decisions]
+    keys = [str(row["spike_run_id"]) for row in rows.decisions]
     tables = store.tables
     tables.write("gate_checks", rows.checks, keys, compact=compact, batch=batch)
     tables.write("gate_decisions", rows.decisions, keys, compact=compact, batch=batch)
     tables.write("decision_history", rows.history, keys, compact=compact, batch=batch)
     if rows.changes:
-        changed = [row["spike_run_id"] for row in rows.changes]
+        changed = [str(row["spike_run_id"]) for row in rows.changes]
         tables.write("decision_changes", rows.changes, changed, compact=compact, batch=batch)
 
 

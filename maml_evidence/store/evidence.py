@@ -316,9 +316,8 @@ class EvidenceStore:
                 return []
             keep = {e.spike_run_id for e in committed}
             batch = new_batch_id()
-            decision_rows = DecisionRows(
-                *([r for r in built[t] if r["spike_run_id"] in keep] for t in built)  # type: ignore[arg-type]
-            )
+            kept = {table: [r for r in table_rows if r["spike_run_id"] in keep] for table, table_rows in built.items()}
+            decision_rows = DecisionRows(kept["gate_decisions"], kept["gate_checks"], kept["decision_history"])
             write_rows(self, batch, decision_rows)
             for policy in {e.policy.version: e.policy for e in committed}.values():
                 self.record_policy(policy)

@@ -73,7 +73,7 @@ def decisive_sql(check: CheckSpec) -> str:
 _MARK = "\x00"
 
 
-class _Marks(dict):  # type: ignore[type-arg]
+class _Marks(dict[str, str]):
     """Stands in for the values a sentence shows: each lookup leaves a marker naming what was looked up."""
 
     def __init__(self, kind: str) -> None:

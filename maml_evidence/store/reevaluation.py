@@ -11,6 +11,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -66,11 +67,10 @@ class ReevaluationResult:
     skipped_reason: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
     # per flipped spike run: its stored gate inputs and settings, judged again only if asked (``changed_verdicts``)
-    changed_inputs: dict[str, tuple[tuple[float, ...], Settings]] = field(default_factory=dict)
+    changed_inputs: dict[str, tuple[tuple[Any, ...], Settings]] = field(default_factory=dict)
     damaged: list[str] = field(default_factory=list)
     report_errors: list[str] = field(default_factory=list)
     recovered: list[str] = field(default_factory=list)
-
 
     def changed_verdicts(self) -> dict[str, Verdict]:
         """The scalar gate's verdict of every flipped spike run (for Dagster's per-partition check records)."""
@@ -118,7 +118,7 @@ def _select(table: str, expressions: dict[str, str], source: str) -> str:
 
 def _judge_and_write(
     store: EvidenceStore, connection: duckdb.DuckDBPyConnection, policy: Policy, now: datetime, batch: str
-) -> tuple[dict[str, int], list[Change], dict[str, tuple[tuple[float, ...], Settings]]]:
+) -> tuple[dict[str, int], list[Change], dict[str, tuple[tuple[Any, ...], Settings]]]:
     """Judge every row of ``runs`` column-wise with the gate's check table; write the batch's rows (uncommitted)."""
     pairs = connection.execute("SELECT DISTINCT payload_thresholds, payload_cost_profile FROM runs").fetchall()
     settings, resolved = _settings_table(policy, pairs)
@@ -177,7 +177,7 @@ def _judge_and_write(
     )
     names = [d[0] for d in flipped.description]
     changes: list[Change] = []
-    verdicts: dict[str, tuple[tuple[float, ...], Settings]] = {}
+    verdicts: dict[str, tuple[tuple[Any, ...], Settings]] = {}
     change_rows = []
     for values in flipped.fetchall():
         row = dict(zip(names, values, strict=True))
@@ -221,7 +221,7 @@ def reevaluate(
         try:
             query(connection, f"CREATE TEMP TABLE runs AS {GATE_INPUTS_SQL}")
             damaged = [d.describe() for d in store.last_damage]
-            count, = connection.execute("SELECT count(*) FROM runs").fetchone()  # type: ignore[misc]
+            (count,) = connection.execute("SELECT count(*) FROM runs").fetchone()  # type: ignore[misc]
             previous = sorted(
                 v for (v,) in connection.execute("SELECT DISTINCT old_policy_version FROM runs").fetchall()
                 if v != policy.version

@@ -86,9 +86,9 @@ def _to_arrow(definition: TableDef, records: Sequence[Mapping[str, object]], bat
     if unknown:
         raise KeyError(f"unknown columns {sorted(unknown)}")
     count = len(records)
-    columns = {name: [r.get(name) for r in records] for name in definition.column_names}
+    columns: dict[str, list[object]] = {name: [r.get(name) for r in records] for name in definition.column_names}
     columns[BATCH_COLUMN] = [batch] * count
-    columns[PRESENT_COLUMN] = [True] * present + [False] * (count - present)
+    columns[PRESENT_COLUMN] = [*([True] * present), *([False] * (count - present))]
     return pa.table(columns, schema=definition.schema)
 
 
@@ -169,7 +169,7 @@ class ParquetTables:
             finally:
                 connection.close()
             now = time.time_ns()
-            records = [
+            records: list[dict[str, object]] = [
                 {"batch": b, "kind": "legacy", "policy_versions": [], "spike_run_count": None, "committed_at": None}
                 for b in sorted(found)
             ]
@@ -212,7 +212,7 @@ class ParquetTables:
         directory.mkdir(parents=True, exist_ok=True)
         # a batch may span files (parallel writers share it): the name adds its own uniqueness
         name = f"b-{batch}-{uuid.uuid4().hex[:8]}.parquet"
-        path = self._write_file(directory, name, data, keys or sorted(covered))
+        path = self._write_file(directory, name, data, keys or sorted(map(str, covered)))
         if compact:
             self.compact_if_needed(table)
         return path

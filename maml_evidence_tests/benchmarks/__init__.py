@@ -1,1 +1,4 @@
-"""Benchmarks: `python -m maml_evidence_tests.benchmarks` prints one JSON object of figures (not part of the quick suite)."""
+"""Benchmarks: `python -m maml_evidence_tests.benchmarks` prints one JSON object of figures.
+
+Not part of the quick suite.
+"""

@@ -123,7 +123,8 @@ def bench_ingest(work: Path, count: int, per_run_sample: int) -> dict[str, objec
         instance.add_dynamic_partitions("spike_runs", keys)
         started = time.perf_counter()
         floor.defs.resolve_job_def("floor").execute_in_process(
-            instance=instance, tags=dict(zip(RUN_KEYS, (keys[0], keys[-1]), strict=True)),
+            instance=instance,
+            tags=dict(zip(RUN_KEYS, (keys[0], keys[-1]), strict=True)),
             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
         )
         floor_seconds = time.perf_counter() - started
@@ -135,7 +136,8 @@ def bench_ingest(work: Path, count: int, per_run_sample: int) -> dict[str, objec
 
     instance = open_instance(sample_store)
     results = intake_files(
-        sample_store.home, sorted(sample_store.home.inbox.glob("*.json")),
+        sample_store.home,
+        sorted(sample_store.home.inbox.glob("*.json")),
         add_partitions=lambda ids: register_spike_runs(instance, ids),
     )
     ids = [r.spike_run_id for r in results if r.spike_run_id]

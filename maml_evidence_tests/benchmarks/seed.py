@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 
 from maml_evidence.gate import evaluate_payload, validate_payload
 from maml_evidence.store import EvidenceStore, rows
-from maml_evidence.store.evidence import sources_json
 from maml_evidence.store.commit import commit
+from maml_evidence.store.evidence import sources_json
 from maml_evidence.store.registry import Revision
 from maml_evidence.store.schema import TABLES
 from maml_evidence.store.tables import new_batch_id
@@ -25,9 +25,20 @@ def seed_store(store: EvidenceStore, count: int, seed: int = 141) -> dict[str, i
     """Evaluate ``count`` generated payloads under the store's policy and write them as one batch per table."""
     policy = store.policy()
     now = datetime.now(UTC)
-    tables: dict[str, list[dict[str, object]]] = {name: [] for name in (
-        "spike_runs", "adaptation_metrics", "adaptation_summary", "accuracy_metrics", "accuracy_summary",
-        "cost_metrics", "gate_decisions", "gate_checks", "decision_history")}
+    tables: dict[str, list[dict[str, object]]] = {
+        name: []
+        for name in (
+            "spike_runs",
+            "adaptation_metrics",
+            "adaptation_summary",
+            "accuracy_metrics",
+            "accuracy_summary",
+            "cost_metrics",
+            "gate_decisions",
+            "gate_checks",
+            "decision_history",
+        )
+    }
     ids: list[str] = []
     mix: dict[str, int] = {}
     for raw in generate_payloads(count, seed):
@@ -42,11 +53,24 @@ def seed_store(store: EvidenceStore, count: int, seed: int = 141) -> dict[str, i
         tables["adaptation_summary"].append(rows.adaptation_summary_row(run_id, metrics))
         tables["accuracy_metrics"].extend(rows.accuracy_rows(run_id, metrics))
         tables["accuracy_summary"].append(rows.accuracy_summary_row(run_id, payload, metrics))
-        tables["cost_metrics"].append(rows.cost_row(run_id, metrics, verdict, report["cost"]["assumptions"]["gpu_hour_usd_source"]))
+        tables["cost_metrics"].append(
+            rows.cost_row(run_id, metrics, verdict, report["cost"]["assumptions"]["gpu_hour_usd_source"])
+        )
         tables["gate_decisions"].append(
-            rows.decision_row(run_id, verdict, report["thresholds"], sources_json(
-                {**report["threshold_sources"], "gpu_hour_usd": report["cost"]["assumptions"]["gpu_hour_usd_source"]}
-            ), policy.version, "ingest", now)
+            rows.decision_row(
+                run_id,
+                verdict,
+                report["thresholds"],
+                sources_json(
+                    {
+                        **report["threshold_sources"],
+                        "gpu_hour_usd": report["cost"]["assumptions"]["gpu_hour_usd_source"],
+                    }
+                ),
+                policy.version,
+                "ingest",
+                now,
+            )
         )
         tables["gate_checks"].extend(rows.check_rows(run_id, verdict, now))
         tables["decision_history"].append(rows.history_row(run_id, 1, verdict, policy.version, "ingest", now))

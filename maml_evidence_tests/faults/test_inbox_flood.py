@@ -13,7 +13,9 @@ from maml_evidence_tests.faults.conftest import write_generated
 BREAKAGES = (
     lambda p: p.pop("baseline"),
     lambda p: p["candidate"].__setitem__("train_minutes", "sixty"),
-    lambda p: p["baseline"]["per_project_adaptation"].append({"project": "", "steps_to_target": 1, "target_accuracy": 0.5}),
+    lambda p: p["baseline"]["per_project_adaptation"].append(
+        {"project": "", "steps_to_target": 1, "target_accuracy": 0.5}
+    ),
     lambda p: p.__setitem__("thresholds", {"max_training_overhead": 80}),
 )
 

@@ -46,9 +46,13 @@ def test_killed_ingest_is_finished_by_the_next_one_exactly_once(home: Path) -> N
     connection = store.connect()
     try:
         for table in ("spike_runs", "adaptation_summary", "accuracy_summary", "cost_metrics", "gate_decisions"):
-            total, distinct = connection.execute(f"SELECT count(*), count(DISTINCT spike_run_id) FROM {table}").fetchone()
+            total, distinct = connection.execute(
+                f"SELECT count(*), count(DISTINCT spike_run_id) FROM {table}"
+            ).fetchone()
             assert (total, distinct) == (len(ids), len(ids)), table
-        per_project = dict(connection.execute("SELECT spike_run_id, count(*) FROM adaptation_metrics GROUP BY 1").fetchall())
+        per_project = dict(
+            connection.execute("SELECT spike_run_id, count(*) FROM adaptation_metrics GROUP BY 1").fetchall()
+        )
         decisions = dict(connection.execute("SELECT spike_run_id, decision FROM gate_decisions").fetchall())
     finally:
         connection.close()
