@@ -185,3 +185,48 @@ def test_killed_reevaluate_command_is_named_by_doctor_and_finished_by_the_next_o
         assert killed is not None and killed.status == dg.DagsterRunStatus.FAILURE
     finally:
         instance.dispose()
+
+
+def test_ingest_killed_at_every_write_boundary_is_finished_by_the_next_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real ingest (intake, the Dagster job, the decision commit) killed after each of its renames in turn."""
+    from maml_evidence import evaluate_feasibility
+    from maml_evidence.headless import ingest
+    from maml_evidence_tests.samples import SAMPLE_DECISIONS, SAMPLE_INBOX
+
+    run_id = next(iter(SAMPLE_DECISIONS))
+    source = SAMPLE_INBOX / f"{run_id}.json"
+    expected = evaluate_feasibility(json.loads(source.read_text(encoding="utf-8")))
+    home = Home(tmp_path / "evidence", tmp_path / "dagster_home")
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)  # the evidence home's own instance, as the command uses
+
+    def fresh() -> None:
+        shutil.rmtree(tmp_path, ignore_errors=True)
+        (home.evidence / "inbox").mkdir(parents=True)
+        shutil.copy(source, home.evidence / "inbox" / source.name)
+
+    def assert_done() -> None:
+        store = EvidenceStore(home.evidence)
+        assert store.incomplete() == [] and store.failures() == {}
+        found = state(home)
+        decided = {k: v["decision"] for k, v in found["decisions"].items()}  # type: ignore[union-attr]
+        assert decided == {run_id: expected["decision"]}
+        assert len(found["history"][run_id]) == 1  # type: ignore[index]  # decided once, never twice
+        assert found["reports"][run_id][0] == expected["decision"]  # type: ignore[index]
+        assert diagnose(store).findings == []
+
+    fresh()
+    boundaries = run_killed_after(None, lambda: ingest(EvidenceStore(home.evidence).ensure()))
+    assert boundaries is not None and boundaries > 15
+    assert_done()
+    for kill_after in range(1, boundaries + 1):
+        fresh()
+        assert run_killed_after(kill_after, lambda: ingest(EvidenceStore(home.evidence).ensure())) is None
+        store = EvidenceStore(home.evidence).ensure()
+        if not diagnose(store).findings:  # doctor sees nothing wrong: nothing was accepted yet, or all is done
+            if store.registry.known_ids():
+                assert_done()
+        report = ingest(EvidenceStore(home.evidence).ensure())  # the next command finishes it
+        assert [r.error for r in report.runs if not r.success] == [], kill_after
+        assert_done()

@@ -169,12 +169,12 @@ def test_schedule_and_sensor_ticks_fail_on_a_broken_policy(home: Home, instance:
     (home.evidence / "inbox" / "inbox-run.json").write_text(
         json.dumps({**PAYLOADS["gen-01"], "spike_run_id": "inbox-run"}), encoding="utf-8"
     )
-    schedule = defs.get_schedule_def("policy_change_schedule")
+    schedule = defs.resolve_schedule_def("policy_change_schedule")
     with pytest.raises(Exception) as caught:
         schedule.evaluate_tick(dg.build_schedule_context(instance=instance, resources=home.resources))
     assert "max_training_overhead" in _chain(caught.value) and "gpu_hour_usd" in _chain(caught.value)
 
-    sensor = defs.get_sensor_def("spike_inbox_sensor")
+    sensor = defs.resolve_sensor_def("spike_inbox_sensor")
     with pytest.raises(Exception) as caught:
         sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs, resources=home.resources))
     assert "max_training_overhead" in _chain(caught.value)
