@@ -56,6 +56,18 @@ def assert_agrees(found: dict[str, object], expected: dict[str, dict], version: 
         assert changes.get(run_id, []) == flips.get(run_id, []), run_id  # type: ignore[union-attr]
 
 
+def expected_flips(old: dict[str, dict], new: dict[str, dict], version: str) -> dict[str, list[tuple[object, ...]]]:
+    """Per spike run the oracle flips: its one decision_changes row (from, to, policy, cause)."""
+    return {
+        run_id: [
+            (old[run_id]["decision"], new[run_id]["decision"], version,
+             flip_cause(old[run_id]["failed_check"], new[run_id]["failed_check"]))
+        ]
+        for run_id in old
+        if old[run_id]["decision"] != new[run_id]["decision"]
+    }  # fmt: skip
+
+
 @pytest.fixture
 def policy_changed(template: Home, tmp_path: Path) -> tuple[Home, Path]:
     """A copy of the template home with POLICY_B written, and a pristine copy of it to restore from."""
@@ -77,12 +89,7 @@ def test_reevaluation_killed_at_every_write_boundary_is_finished_by_the_next_one
     home, pristine = policy_changed
     old, new = oracle(), oracle(POLICY_B)
     v0, vb = load_policy(pristine / "missing.toml").version, load_policy(home.policy_file).version
-    flips = {
-        run_id: [(old[run_id]["decision"], new[run_id]["decision"], vb, flip_cause(
-            old[run_id]["failed_check"], new[run_id]["failed_check"]))]
-        for run_id in old
-        if old[run_id]["decision"] != new[run_id]["decision"]
-    }  # fmt: skip
+    flips = expected_flips(old, new, vb)
     assert len(flips) == 6
     before = state(home)
     assert_agrees(before, old, v0, {})
@@ -134,14 +141,8 @@ def test_killed_reevaluate_command_is_named_by_doctor_and_finished_by_the_next_o
     import dagster as dg
 
     home, _pristine = policy_changed
-    new, vb = oracle(POLICY_B), load_policy(home.policy_file).version
-    old = oracle()
-    flips = {
-        run_id: [(old[run_id]["decision"], new[run_id]["decision"], vb, flip_cause(
-            old[run_id]["failed_check"], new[run_id]["failed_check"]))]
-        for run_id in old
-        if old[run_id]["decision"] != new[run_id]["decision"]
-    }  # fmt: skip
+    old, new, vb = oracle(), oracle(POLICY_B), load_policy(home.policy_file).version
+    flips = expected_flips(old, new, vb)
     folder = home.evidence / "tables" / kill_when
     known = {p.name for p in folder.iterdir()}
     process = subprocess.Popen(
@@ -224,9 +225,9 @@ def test_ingest_killed_at_every_write_boundary_is_finished_by_the_next_one(
         fresh()
         assert run_killed_after(kill_after, lambda: ingest(EvidenceStore(home.evidence).ensure())) is None
         store = EvidenceStore(home.evidence).ensure()
-        if not diagnose(store).findings:  # doctor sees nothing wrong: nothing was accepted yet, or all is done
-            if store.registry.known_ids():
-                assert_done()
+        # doctor sees nothing wrong: then nothing was accepted yet, or all is done
+        if not diagnose(store).findings and store.registry.known_ids():
+            assert_done()
         report = ingest(EvidenceStore(home.evidence).ensure())  # the next command finishes it
         assert [r.error for r in report.runs if not r.success] == [], kill_after
         assert_done()
