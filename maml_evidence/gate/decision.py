@@ -259,8 +259,8 @@ def _run_check(
         holds = value >= threshold if operator == ">=" else value <= threshold
         passed = (passed and holds) if every else (passed or holds)
         cmp[metric] = GLYPHS[operator][0 if holds else 1]
-        conditions.append(Condition(spec.name, metric, value, operator, float(threshold), key, holds))
-    return CheckResult(spec.name, passed, tuple(conditions), spec.explain(passed, shown, cmp))
+        conditions.append(Condition._make((spec.name, metric, value, operator, float(threshold), key, holds)))
+    return CheckResult._make((spec.name, passed, tuple(conditions), spec.explain(passed, shown, cmp)))
 
 
 def judge(inputs: GateInputs, thresholds: Thresholds, gpu_hour_usd: float) -> Verdict:

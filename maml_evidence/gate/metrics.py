@@ -132,17 +132,19 @@ def compute_metrics(payload: SpikePayload) -> GateMetrics:
         base_finals.append(b_final)
         cand_finals.append(c_final)
         rows.append(
-            ProjectComparison(
-                b.project,
-                b_steps,
-                c_steps,
-                reduction,
-                b.target_accuracy * factor,
-                c.target_accuracy * factor,
-                b_final,
-                c_final,
-                c_final - b_final,
-                lost if lost > 0.0 else 0.0,
+            ProjectComparison._make(
+                (
+                    b.project,
+                    b_steps,
+                    c_steps,
+                    reduction,
+                    b.target_accuracy * factor,
+                    c.target_accuracy * factor,
+                    b_final,
+                    c_final,
+                    c_final - b_final,
+                    lost if lost > 0.0 else 0.0,
+                )
             )
         )
     baseline_summary = _summary(base, base_steps, base_finals)

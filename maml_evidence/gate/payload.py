@@ -75,7 +75,7 @@ def _project(raw: object, arm: str, index: int, errors: Collector, accuracies: l
             target, final = float(target), float(final)
             accuracies.append(target)
             accuracies.append(final)
-            return ProjectResult(name, float(steps), target, final)
+            return ProjectResult._make((name, float(steps), target, final))
     return _project_problems(raw, arm, index, errors, accuracies)
 
 

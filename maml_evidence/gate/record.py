@@ -18,7 +18,7 @@ _new_tuple = tuple.__new__
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~4 ms); type checkers honour the name
 if TYPE_CHECKING:
-    from typing import Any, dataclass_transform
+    from typing import Any, Self, dataclass_transform
 else:
 
     def dataclass_transform(**_: object) -> object:
@@ -54,12 +54,22 @@ class Record(tuple):
         cls._size = len(names)
         cls._defaults = defaults
 
-    if not TYPE_CHECKING:  # type checkers see the __init__ that dataclass_transform describes
+    if TYPE_CHECKING:  # type checkers see the __init__ that dataclass_transform describes
+
+        @classmethod
+        def _make(cls, values: tuple[Any, ...]) -> Self: ...
+
+    else:
 
         def __new__(cls, *args, **kwargs):
             if kwargs or len(args) != cls._size:
                 args = cls._resolve(args, kwargs)
             return _new_tuple(cls, args)
+
+        # Every field's value in declaration order, unchecked, at the cost of a plain tuple: for the few places
+        # that build a record per project or per condition of every payload (calling __new__, a Python
+        # function, costs more than the tuple itself).
+        _make = classmethod(_new_tuple)
 
     @classmethod
     def _resolve(cls, args: tuple[object, ...], kwargs: dict[str, object]) -> list[object]:
