@@ -20,7 +20,8 @@ from maml_evidence_tests.gate.conftest import REPO_ROOT
 def test_positional_keyword_and_default_construction_agree():
     positional = ProjectResult("project-a", 8.0, 80.0, 81.0)
     keywords = ProjectResult(project="project-a", steps_to_target=8.0, target_accuracy=80.0, final_accuracy=81.0)
-    assert positional == keywords
+    assert positional == keywords == ProjectResult._make(("project-a", 8.0, 80.0, 81.0))
+    assert type(ProjectResult._make(tuple(positional))) is ProjectResult
     assert (positional.project, positional.steps_to_target, positional.final_accuracy) == ("project-a", 8.0, 81.0)
     assert Thresholds(min_projects=5) == Thresholds(5, 4.0, 7.0, 1.5, 0.25, 1.0, 50.0, 2.0)
     assert Thresholds().max_extra_gpu_cost_usd_per_run == 2.0
@@ -121,3 +122,12 @@ def test_a_type_checker_sees_record_constructors_and_fields(tmp_path: Path):
     assert 'Argument 2 to "ProjectResult" has incompatible type "str"' in result.stdout
     assert 'Missing positional argument "final_accuracy"' in result.stdout
     assert 'Unexpected keyword argument "min_project"' in result.stdout
+
+
+@pytest.mark.skipif(sys.implementation.name != "cpython", reason="the C-level field reader is CPython's")
+def test_fields_are_read_by_cpythons_tuple_getter():
+    """The fast field reader is a private CPython name: if a Python release drops it, this fails, not only speed."""
+    from collections import _tuplegetter  # type: ignore[attr-defined]
+
+    assert type(ProjectResult.__dict__["project"]) is _tuplegetter
+    assert type(Thresholds.__dict__["max_extra_gpu_cost_usd_per_run"]) is _tuplegetter
