@@ -229,13 +229,15 @@ def show_number(name: str, value: float) -> str:
 
 
 @lru_cache(maxsize=64)
-def _shown_thresholds(values: tuple[float, ...]) -> dict[str, str]:
-    """Threshold values (in ``THRESHOLD_KEYS`` order) as sentences show them.
+def _shown_settings(values: tuple[float, ...]) -> dict[str, str]:
+    """The thresholds (in ``THRESHOLD_KEYS`` order) and then the GPU price, as sentences show them.
 
-    Cached: every spike run judged under one policy shows the same thresholds, and formatting them is a
+    Cached: every spike run judged under one policy shows the same settings, and formatting them is a
     fair part of judging one. The caller must not change the returned dict.
     """
-    return {key: show_number(key, value) for key, value in zip(THRESHOLD_KEYS, values, strict=True)}
+    shown = {key: show_number(key, value) for key, value in zip(THRESHOLD_KEYS, values[:-1], strict=True)}
+    shown["gpu_hour_usd"] = fmt(values[-1])
+    return shown
 
 
 def observed_values(inputs: GateInputs, gpu_hour_usd: float) -> dict[str, float]:
@@ -268,9 +270,8 @@ def judge(inputs: GateInputs, thresholds: Thresholds, gpu_hour_usd: float) -> Ve
     observed = observed_values(inputs, gpu_hour_usd)
     limits = dict(zip(THRESHOLD_KEYS, thresholds, strict=True))
     shown = {name: show_number(name, value) for name, value in observed.items()}
-    shown.update(_shown_thresholds(tuple(thresholds)))
-    shown["gpu_hour_usd"] = fmt(gpu_hour_usd)
-    checks = tuple(_run_check(spec, observed, limits, shown) for spec in CHECK_TABLE)
+    shown.update(_shown_settings((*thresholds, gpu_hour_usd)))
+    checks = tuple([_run_check(spec, observed, limits, shown) for spec in CHECK_TABLE])
     decision, failed = ENABLE, None
     for spec, check in zip(CHECK_TABLE, checks, strict=True):
         if not check.passed:

@@ -54,11 +54,11 @@ def _per_project(metrics: GateMetrics) -> list[dict[str, object]]:
 
 
 def _check_details(verdict: Verdict, shown: Mapping[str, float]) -> dict[str, object]:
-    return {
-        check.name: {
-            "passed": check.passed,
-            "reason": check.reason,
-            "conditions": [
+    details: dict[str, object] = {}
+    for check in verdict.checks:  # loops, not nested comprehensions: each comprehension is a function call
+        conditions = []
+        for c in check.conditions:
+            conditions.append(
                 {
                     "metric": c.metric,
                     "observed": shown[c.metric],
@@ -67,11 +67,9 @@ def _check_details(verdict: Verdict, shown: Mapping[str, float]) -> dict[str, ob
                     "threshold_key": c.threshold_key,
                     "passed": c.passed,
                 }
-                for c in check.conditions
-            ],
-        }
-        for check in verdict.checks
-    }
+            )
+        details[check.name] = {"passed": check.passed, "reason": check.reason, "conditions": conditions}
+    return details
 
 
 def build_report(
