@@ -267,7 +267,11 @@ def _run_check(
 
 def judge(inputs: GateInputs, thresholds: Thresholds, gpu_hour_usd: float) -> Verdict:
     """Run every check of ``CHECK_TABLE`` (each is always computed) and pick the decision by precedence."""
-    observed = observed_values(inputs, gpu_hour_usd)
+    return judge_observed(observed_values(inputs, gpu_hour_usd), thresholds, gpu_hour_usd)
+
+
+def judge_observed(observed: Mapping[str, float], thresholds: Thresholds, gpu_hour_usd: float) -> Verdict:
+    """``judge`` over values already taken by ``observed_values`` (the report shows the same values)."""
     limits = dict(zip(THRESHOLD_KEYS, thresholds, strict=True))
     shown = {name: show_number(name, value) for name, value in observed.items()}
     shown.update(_shown_settings((*thresholds, gpu_hour_usd)))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from maml_evidence.gate.decision import Verdict, fmt, judge, observed_values, pct
+from maml_evidence.gate.decision import Verdict, fmt, judge_observed, observed_values, pct
 from maml_evidence.gate.errors import show
 from maml_evidence.gate.metrics import ArmSummary, GateMetrics, compute_metrics
 from maml_evidence.gate.payload import SpikePayload, validate_payload
@@ -73,12 +73,19 @@ def _check_details(verdict: Verdict, shown: Mapping[str, float]) -> dict[str, ob
 
 
 def build_report(
-    payload: SpikePayload, metrics: GateMetrics, verdict: Verdict, settings: Settings
+    payload: SpikePayload,
+    metrics: GateMetrics,
+    verdict: Verdict,
+    settings: Settings,
+    observed: Mapping[str, float],
 ) -> dict[str, object]:
-    """Assemble the report; every number a reader needs to see why the decision was made."""
+    """Assemble the report; every number a reader needs to see why the decision was made.
+
+    ``observed`` is ``observed_values`` for this run, as the verdict was judged on.
+    """
     values, sources = settings.values, settings.sources
     # Every metric a check observes, rounded once: the comparison, the cost and the checks show the same number.
-    shown = {name: _r(value) for name, value in observed_values(metrics.inputs, verdict.gpu_hour_usd).items()}
+    shown = {name: _r(value) for name, value in observed.items()}
     report: dict[str, object] = {
         "decision": verdict.decision,
         "maml_recommended": verdict.maml_recommended,
@@ -126,8 +133,9 @@ def evaluate_payload(
     """Metrics, verdict and report for an already validated payload."""
     metrics = compute_metrics(payload)
     settings = effective_settings(policy, payload.threshold_overrides, payload.cost_overrides)
-    verdict = judge(metrics.inputs, settings.thresholds, settings.gpu_hour_usd)
-    return metrics, verdict, build_report(payload, metrics, verdict, settings)
+    observed = observed_values(metrics.inputs, settings.gpu_hour_usd)  # once, for the checks and the report
+    verdict = judge_observed(observed, settings.thresholds, settings.gpu_hour_usd)
+    return metrics, verdict, build_report(payload, metrics, verdict, settings, observed)
 
 
 def evaluate_feasibility(payload: object, policy: Mapping[str, float | int] | None = None) -> dict[str, object]:

@@ -109,6 +109,14 @@ def test_observed_values_are_the_gate_inputs_and_the_priced_extra_minutes():
     assert observed_values(inputs, 0.0)["extra_gpu_cost_usd_per_run"] == 0.0
 
 
+def test_judging_the_observed_values_is_judging_the_inputs():
+    """The report path takes the observed values once and judges them; re-evaluation judges the inputs."""
+    inputs = GateInputs(4, 7.0, 9.0, 2.5, 0.35, 0.25, 18.0, 40.0)
+    for price in (0.0, 2.5, 30.0):
+        observed = observed_values(inputs, price)
+        assert decision_module.judge_observed(observed, Thresholds(), price) == judge(inputs, Thresholds(), price)
+
+
 @settings(max_examples=300, deadline=None)
 @given(inputs_strategy, thresholds_strategy, st.floats(0, 100))
 def test_the_table_as_data_gives_judges_flags_and_decision(inputs, thresholds, price):
