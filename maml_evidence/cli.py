@@ -7,12 +7,15 @@ heavy dependencies (Dagster, DuckDB) inside its handler.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
 from maml_evidence.gate import PayloadValidationError, load_payload_file, render_interpretation, validate_payload
+from maml_evidence.gate.record import TYPE_CHECKING  # False at run time, without importing typing
 from maml_evidence.gate.report import evaluate_payload
+
+if TYPE_CHECKING:
+    import argparse
 
 EXIT_OK, EXIT_USAGE = 0, 2
 EXIT_NOT_ENABLED = 1  # the gate under --enforce-enable: the decision is not enable_maml
@@ -25,6 +28,7 @@ class CommandError(Exception):
 
 def _formatter(prog: str) -> argparse.HelpFormatter:
     """argparse's default formatter imports shutil (and bz2, lzma) only to size help text: ~2 ms of start-up."""
+    import argparse
     import os
 
     try:
@@ -60,7 +64,7 @@ def _write_text(path: str, text: str) -> None:
         raise CommandError(f"--output {path}: cannot write the report: {exc.strerror or exc}") from None
 
 
-def run_gate(args: argparse.Namespace) -> int:
+def run_gate(args: argparse.Namespace | _GateArgs) -> int:
     """Evaluate one payload file; print the report; exit 0, or 1 under --enforce-enable when not enabled."""
     # validate with the file as source, so field errors name the file as reading and parsing errors do
     report = evaluate_payload(validate_payload(load_payload_file(args.input), args.input))[2]
@@ -76,7 +80,7 @@ def run_gate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _guarded(handler, args: argparse.Namespace) -> int:  # noqa: ANN001 - a subcommand handler
+def _guarded(handler, args: argparse.Namespace | _GateArgs) -> int:  # noqa: ANN001 - a subcommand handler
     try:
         return handler(args)
     except (PayloadValidationError, CommandError) as exc:
@@ -87,15 +91,58 @@ def _guarded(handler, args: argparse.Namespace) -> int:  # noqa: ANN001 - a subc
         return 130
 
 
-def gate_main(argv: list[str] | None = None) -> int:
-    """``maml-feasibility-gate``: the spec's command line (--input, --output, --enforce-enable)."""
+class _GateArgs:
+    """The gate's arguments as argparse's Namespace would hold them (``format`` only for ``maml-evidence gate``)."""
+
+    def __init__(self, input: str, output: str | None, enforce_enable: bool) -> None:  # noqa: A002 - the flag
+        self.input, self.output, self.enforce_enable = input, output, enforce_enable
+
+
+def plain_gate_args(argv: list[str]) -> _GateArgs | None:
+    """The spec's flags in their plain forms, read without argparse; None for anything else.
+
+    A CI job runs the gate once per payload, and importing and building argparse is about a third of the
+    command's start-up. Only unambiguous command lines are read here (``--input P``, ``--input=P``, the same for
+    ``--output``, ``--enforce-enable``, each at most once, values not starting with ``-``); everything else
+    (``--help``, abbreviations, repeats, mistakes) goes to argparse, which parses or reports it as always. A test
+    holds the two to the same result.
+    """
+    values: dict[str, str] = {}
+    enforce = False
+    args = iter(argv)
+    for arg in args:
+        if arg == "--enforce-enable" and not enforce:
+            enforce = True
+            continue
+        name, equals, value = arg.partition("=")
+        if name not in ("--input", "--output") or name in values:
+            return None
+        if not equals:
+            value = next(args, "-")
+        if not value or value.startswith("-"):
+            return None
+        values[name] = value
+    if "--input" not in values:
+        return None
+    return _GateArgs(values["--input"], values.get("--output"), enforce)
+
+
+def gate_parser() -> argparse.ArgumentParser:
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog="maml-feasibility-gate",
         description="Evidence-gated MAML feasibility harness (AFR-141).",
         formatter_class=_formatter,
     )
     _add_gate_arguments(parser, with_format=False)
-    return _guarded(run_gate, parser.parse_args(argv))
+    return parser
+
+
+def gate_main(argv: list[str] | None = None) -> int:
+    """``maml-feasibility-gate``: the spec's command line (--input, --output, --enforce-enable)."""
+    args = plain_gate_args(sys.argv[1:] if argv is None else argv)
+    return _guarded(run_gate, args if args is not None else gate_parser().parse_args(argv))
 
 
 def _store(args: argparse.Namespace):  # noqa: ANN202 - EvidenceStore, imported lazily
@@ -293,6 +340,8 @@ def run_dev(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog="maml-evidence",
         description="Decide from evidence whether to enable MAML on top of LoRA, and keep that evidence.",

@@ -123,31 +123,24 @@ def _judge_and_write(
     pairs = connection.execute("SELECT DISTINCT payload_thresholds, payload_cost_profile FROM runs").fetchall()
     settings, resolved = _settings_table(policy, pairs)
     connection.register("settings", settings)
-    prices = connection.execute(
-        "SELECT r.spike_run_id, r.extra_training_minutes, s.gpu_hour_usd FROM runs r "
-        "JOIN settings s USING (payload_thresholds, payload_cost_profile)"
-    ).fetchall()
-    # the spec's cost model, by the gate core's own function
-    extra = pa.table(
-        {
-            "spike_run_id": [run_id for run_id, _, _ in prices],
-            "extra_gpu_cost_usd_per_run": [extra_gpu_cost_usd(minutes, price) for _, minutes, price in prices],
-        }
+    # the spec's cost model, by the gate core's own function (DuckDB calls it per row)
+    connection.create_function(
+        "gate_extra_gpu_cost_usd", extra_gpu_cost_usd, ["DOUBLE", "DOUBLE"], "DOUBLE", side_effects=False
     )
-    connection.register("extra", extra)
     for macro in judging.MACROS:
         connection.execute(macro)
     connection.execute("SET preserve_insertion_order = false")  # lets DuckDB write each file on every core
     decision, failed = judging.decision_sql()
     connection.execute(
         f"CREATE TEMP TABLE judged AS SELECT *, {decision} AS decision, {failed} AS failed_check "
-        f"FROM (SELECT *, {judging.flags_sql()} FROM runs "
-        "JOIN settings USING (payload_thresholds, payload_cost_profile) JOIN extra USING (spike_run_id))"
+        f"FROM (SELECT *, {judging.flags_sql()} FROM (SELECT *, "
+        "gate_extra_gpu_cost_usd(extra_training_minutes, gpu_hour_usd) AS extra_gpu_cost_usd_per_run "
+        "FROM runs JOIN settings USING (payload_thresholds, payload_cost_profile)))"
     )
     per_pair = {*THRESHOLD_KEYS, "gpu_hour_usd"}  # shown by the settings table
     printed, shown = judging.shown_columns([n for n in judging.sentence_names() if n not in per_pair])
     sentences = f"(SELECT *, {shown} FROM (SELECT *, {printed} FROM judged))"
-    ids = [run_id for run_id, _, _ in prices]
+    ids = [run_id for (run_id,) in connection.execute("SELECT spike_run_id FROM judged").fetchall()]
     at = f"TIMESTAMPTZ '{now.isoformat()}'"
     constants = {
         "maml_recommended": f"decision = '{ENABLE}'",
