@@ -116,27 +116,41 @@ def _select(table: str, expressions: dict[str, str], source: str) -> str:
     return "SELECT " + ", ".join(f"{expressions.get(n, n)} AS {n}" for n in names) + f" FROM {source}"
 
 
-def _judge_and_write(
-    store: EvidenceStore, connection: duckdb.DuckDBPyConnection, policy: Policy, now: datetime, batch: str
-) -> tuple[dict[str, int], list[Change], dict[str, tuple[tuple[Any, ...], Settings]]]:
-    """Judge every row of ``runs`` column-wise with the gate's check table; write the batch's rows (uncommitted)."""
-    pairs = connection.execute("SELECT DISTINCT payload_thresholds, payload_cost_profile FROM runs").fetchall()
+def _judge(connection: duckdb.DuckDBPyConnection, policy: Policy) -> dict[tuple[str, str], Settings]:
+    """Every evaluated spike run judged column-wise with the gate's check table, as the temporary table ``judged``.
+
+    Returns the settings each distinct pair of payload overrides is judged under.
+    """
+    pairs = connection.execute("SELECT DISTINCT payload_thresholds, payload_cost_profile FROM spike_runs").fetchall()
     settings, resolved = _settings_table(policy, pairs)
     connection.register("settings", settings)
     # the spec's cost model, by the gate core's own function (DuckDB calls it per row)
     connection.create_function(
         "gate_extra_gpu_cost_usd", extra_gpu_cost_usd, ["DOUBLE", "DOUBLE"], "DOUBLE", side_effects=False
     )
-    for macro in judging.MACROS:
-        connection.execute(macro)
-    connection.execute("SET preserve_insertion_order = false")  # lets DuckDB write each file on every core
     decision, failed = judging.decision_sql()
-    connection.execute(
+    query(
+        connection,
         f"CREATE TEMP TABLE judged AS SELECT *, {decision} AS decision, {failed} AS failed_check "
         f"FROM (SELECT *, {judging.flags_sql()} FROM (SELECT *, "
         "gate_extra_gpu_cost_usd(extra_training_minutes, gpu_hour_usd) AS extra_gpu_cost_usd_per_run "
-        "FROM runs JOIN settings USING (payload_thresholds, payload_cost_profile)))"
+        f"FROM ({GATE_INPUTS_SQL}) JOIN settings USING (payload_thresholds, payload_cost_profile)))",
     )
+    return resolved
+
+
+def _write(
+    store: EvidenceStore,
+    connection: duckdb.DuckDBPyConnection,
+    policy: Policy,
+    resolved: dict[tuple[str, str], Settings],
+    now: datetime,
+    batch: str,
+) -> tuple[dict[str, int], list[Change], dict[str, tuple[tuple[Any, ...], Settings]]]:
+    """Write the ``judged`` spike runs' rows into the (uncommitted) batch; returns the mix and the flips."""
+    for macro in judging.MACROS:
+        connection.execute(macro)
+    connection.execute("SET preserve_insertion_order = false")  # lets DuckDB write each file on every core
     per_pair = {*THRESHOLD_KEYS, "gpu_hour_usd"}  # shown by the settings table
     printed, shown = judging.shown_columns([n for n in judging.sentence_names() if n not in per_pair])
     sentences = f"(SELECT *, {shown} FROM (SELECT *, {printed} FROM judged))"
@@ -212,14 +226,14 @@ def reevaluate(
     with decisions_lock(store) as recovered:
         connection = store.connect()
         try:
-            query(connection, f"CREATE TEMP TABLE runs AS {GATE_INPUTS_SQL}")
+            resolved = _judge(connection, policy)
             damaged = [d.describe() for d in store.last_damage]
-            (count,) = connection.execute("SELECT count(*) FROM runs").fetchone()  # type: ignore[misc]
+            (count,) = connection.execute("SELECT count(*) FROM judged").fetchone()  # type: ignore[misc]
             previous = sorted(
-                v for (v,) in connection.execute("SELECT DISTINCT old_policy_version FROM runs").fetchall()
+                v for (v,) in connection.execute("SELECT DISTINCT old_policy_version FROM judged").fetchall()
                 if v != policy.version
             )  # fmt: skip
-            timings["read"] = time.perf_counter() - started
+            timings["read_and_judge"] = time.perf_counter() - started
             if not force and not previous:
                 return ReevaluationResult(
                     policy,
@@ -235,8 +249,8 @@ def reevaluate(
             store.record_policy(policy)
             now = datetime.now(UTC)
             batch = new_batch_id()
-            mix, changes, changed_inputs = _judge_and_write(store, connection, policy, now, batch)
-            timings["judge_and_write"] = time.perf_counter() - t0
+            mix, changes, changed_inputs = _write(store, connection, policy, resolved, now, batch)
+            timings["write"] = time.perf_counter() - t0
         finally:
             connection.close()
 
