@@ -211,7 +211,8 @@ def evaluate(context: dg.AssetExecutionContext, store: EvidenceStore) -> list[Ev
     """The step's spike runs judged by the store; one that fails is logged with its trace and left out."""
     evaluations, failed = store.evaluate_each(context.partition_keys)
     for run_id, reason in failed.items():
-        context.log.error(f"spike run {run_id} is left out of this run: {reason}")
+        trace = store.last_traces.get(run_id, "")
+        context.log.error(f"spike run {run_id} is left out of this run: {reason}" + (f"\n{trace}" if trace else ""))
     return evaluations
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import traceback
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -77,6 +78,9 @@ class EvidenceStore:
         self.tables = ParquetTables(self.home)
         self.registry = PayloadRegistry(self.home)
         self.last_damage: list[Damage] = []
+        # the full trace of each spike run whose evaluation raised (for the Dagster run's log; the command shows
+        # only the one-line reason)
+        self.last_traces: dict[str, str] = {}
 
     def ensure(self) -> EvidenceStore:
         ensure_store(self.home)
@@ -143,6 +147,7 @@ class EvidenceStore:
                 evaluations.extend(self.evaluate([run_id], policy))
             except Exception as exc:  # noqa: BLE001 - one spike run's failure, of any kind, must not stop the batch
                 failed[run_id] = self.record_failure(run_id, exc)
+                self.last_traces[run_id] = traceback.format_exc()
         return evaluations, failed
 
     def _failure_key(self, run_id: str) -> tuple[str, str, str]:

@@ -85,6 +85,19 @@ def test_one_broken_spike_run_fails_alone_and_is_named(tmp_path: Path, breaker, 
     finally:
         connection.close()
 
+    # the full trace stays in the Dagster run's event log (the terminal got one line)
+    import dagster as dg
+
+    instance = dg.DagsterInstance.from_config(str(home / "dagster_home"))
+    try:
+        [run] = instance.get_runs(dg.RunsFilter(job_name="evaluate_spike_runs"))
+        logged = [e.message for e in instance.all_logs(run.run_id) if e.message and f"spike run {victim}" in e.message]
+    finally:
+        instance.dispose()
+    assert logged and reason in logged[0]
+    if breaker is damage_stored_payload:  # an exception: its trace is logged with it
+        assert "Traceback" in logged[0]
+
     doctor = command(home, "maml-evidence", "doctor")
     assert doctor.returncode == 1
     named = [line for line in doctor.stdout.splitlines() if victim in line and "last evaluation failed" in line]
