@@ -64,20 +64,35 @@ def _write_text(path: str, text: str) -> None:
         raise CommandError(f"--output {path}: cannot write the report: {exc.strerror or exc}") from None
 
 
-def run_gate(args: argparse.Namespace | _GateArgs) -> int:
-    """Evaluate one payload file; print the report; exit 0, or 1 under --enforce-enable when not enabled."""
+def run_gate(args: argparse.Namespace | _GateArgs, *, with_evidence: bool = False) -> int:
+    """Evaluate one payload file; print the report; exit 0, or 1 under --enforce-enable when not enabled.
+
+    ``with_evidence`` (``maml-evidence gate``) adds the ``evidence`` section, how sure the decision is, computed
+    with scipy (imported only then); ``maml-feasibility-gate`` prints the spec's report with the standard library.
+    """
     # validate with the file as source, so field errors name the file as reading and parsing errors do
-    report = evaluate_payload(validate_payload(load_payload_file(args.input), args.input))[2]
+    metrics, verdict, report = evaluate_payload(validate_payload(load_payload_file(args.input), args.input))
+    render = render_interpretation
+    if with_evidence:
+        from maml_evidence.strength import evidence_section, interpretation_with_evidence
+
+        report["evidence"] = evidence_section(metrics, verdict, report["thresholds"])  # type: ignore[arg-type]
+        render = interpretation_with_evidence
     rendered = json.dumps(report, indent=2, ensure_ascii=False) + "\n"
     if args.output:
         _write_text(args.output, rendered)
     if getattr(args, "format", "json") == "markdown":
-        sys.stdout.write(render_interpretation(report))
+        sys.stdout.write(render(report))
     else:
         sys.stdout.write(rendered)
     if args.enforce_enable and report["decision"] != "enable_maml":
         return EXIT_NOT_ENABLED
     return EXIT_OK
+
+
+def run_evidence_gate(args: argparse.Namespace) -> int:
+    """``maml-evidence gate``: the gate's report with the evidence section (and its paragraph in Markdown)."""
+    return run_gate(args, with_evidence=True)
 
 
 def _guarded(handler, args: argparse.Namespace | _GateArgs) -> int:  # noqa: ANN001 - a subcommand handler
@@ -356,7 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     def command(name: str, handler, help: str, description: str | None = None) -> argparse.ArgumentParser:  # noqa: A002, ANN001
         sub = commands.add_parser(
             name,
-            parents=[] if handler is run_gate else [home],
+            parents=[] if handler is run_evidence_gate else [home],
             formatter_class=_formatter,
             help=help,
             description=description,
@@ -365,7 +380,8 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     _add_gate_arguments(
-        command("gate", run_gate, "evaluate one spike payload file and print its decision report"), with_format=True
+        command("gate", run_evidence_gate, "evaluate one spike payload file and print its decision report"),
+        with_format=True,
     )
 
     ingest = command(

@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from maml_evidence.gate import render_interpretation
 from maml_evidence.store.files import atomic_write_text, file_lock
 from maml_evidence.store.home import StoreError
 from maml_evidence.store.schema import COMMITS
+from maml_evidence.strength import interpretation_with_evidence
 
 if TYPE_CHECKING:
     from maml_evidence.store.evidence import EvidenceStore
@@ -120,15 +120,15 @@ def write_reports(store: EvidenceStore, tasks: Sequence[ReportTask], evaluated_a
                 continue
             report = stamped_report(evaluation.report, evaluated_at, task.trigger)
             folder = store.home.report_dir(task.spike_run_id)
-            atomic_write_text(folder / "interpretation.md", render_interpretation(report))
+            atomic_write_text(folder / "interpretation.md", interpretation_with_evidence(report))
             atomic_write_text(folder / "report.json", json.dumps(report, indent=2) + "\n")
     return errors
 
 
 def stamped_report(report: dict[str, object], evaluated_at: datetime, trigger: str) -> dict[str, object]:
-    """The report as stored: its evidence section says when and why this decision was recorded."""
-    evidence = {**report["evidence"], "evaluated_at": evaluated_at.isoformat(), "trigger": trigger}  # type: ignore[dict-item]
-    return {**report, "evidence": evidence}
+    """The report as stored: its provenance section says when and why this decision was recorded."""
+    provenance = {**report["provenance"], "evaluated_at": evaluated_at.isoformat(), "trigger": trigger}  # type: ignore[dict-item]
+    return {**report, "provenance": provenance}
 
 
 def pending_journals(store: EvidenceStore) -> list[dict[str, object]]:

@@ -19,7 +19,6 @@ from maml_evidence.gate import (
     Verdict,
     evaluate_payload,
     parse_payload_text,
-    render_interpretation,
     validate_payload,
 )
 from maml_evidence.policy import Policy, load_policy
@@ -30,6 +29,7 @@ from maml_evidence.store.files import atomic_write_bytes, atomic_write_text
 from maml_evidence.store.home import EvidenceHome, StoreError
 from maml_evidence.store.registry import PayloadRegistry, Revision
 from maml_evidence.store.tables import Damage, ParquetTables, new_batch_id
+from maml_evidence.strength import evidence_section, interpretation_with_evidence
 
 INGEST, REPLACE, REEVALUATION = "ingest", "replace", "re-evaluation"
 LOG = logging.getLogger("maml_evidence")
@@ -235,7 +235,7 @@ class EvidenceStore:
     def _evaluate_one(self, run_id: str, policy: Policy) -> Evaluation:
         revision, payload = self.load(run_id)
         metrics, verdict, report = evaluate_payload(payload, policy.values)
-        report["evidence"] = {
+        report["provenance"] = {
             "spike_run_id": run_id,
             "revision": revision.revision,
             "sha256": revision.sha256,
@@ -243,6 +243,8 @@ class EvidenceStore:
             "policy_version": policy.version,
             "policy_source": policy.source,
         }
+        # how sure the decision is (scipy, imported on the first evaluation of a process)
+        report["evidence"] = evidence_section(metrics, verdict, report["thresholds"])  # type: ignore[arg-type]
         return Evaluation(run_id, revision, payload, metrics, verdict, report, policy)
 
     # -- writers, one per asset ---------------------------------------------------------------------------
@@ -335,7 +337,7 @@ class EvidenceStore:
     def write_interpretation(self, spike_run_id: str) -> tuple[Path, str]:
         """Render the stored report.json of a spike run as interpretation.md beside it (under the decisions lock)."""
         with decisions_lock(self):
-            text = render_interpretation(self.read_report(spike_run_id))
+            text = interpretation_with_evidence(self.read_report(spike_run_id))
             path = self.home.report_dir(spike_run_id) / "interpretation.md"
             atomic_write_text(path, text)
         return path, text
@@ -416,8 +418,11 @@ class EvidenceStore:
 
 
 def _report_sha(path: Path) -> str | None:
+    """The payload sha256 a stored report was written for (``provenance``; ``evidence`` in stores before issue 11)."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))["evidence"]["sha256"]
+        report = json.loads(path.read_text(encoding="utf-8"))
+        stamp = report["provenance"] if "provenance" in report else report["evidence"]
+        return stamp["sha256"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
 

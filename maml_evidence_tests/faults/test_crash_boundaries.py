@@ -38,7 +38,7 @@ def state(home: Home) -> dict[str, object]:
         folder = home.evidence / "reports" / run_id
         report = json.loads((folder / "report.json").read_text(encoding="utf-8"))
         title = (folder / "interpretation.md").read_text(encoding="utf-8").splitlines()[0]
-        reports[run_id] = (report["decision"], report["evidence"]["policy_version"], title)
+        reports[run_id] = (report["decision"], report["provenance"]["policy_version"], title)
     return {"decisions": decisions, "history": history, "changes": changes, "reports": reports}
 
 

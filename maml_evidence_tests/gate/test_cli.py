@@ -11,6 +11,9 @@ from pathlib import Path
 import pytest
 
 from maml_evidence import evaluate_feasibility, render_interpretation
+from maml_evidence.gate import validate_payload
+from maml_evidence.gate.report import evaluate_payload
+from maml_evidence.strength import evidence_section, interpretation_with_evidence
 from maml_evidence_tests.gate.conftest import (
     BIN,
     DECISION_FIXTURES,
@@ -23,6 +26,12 @@ from maml_evidence_tests.gate.conftest import (
 
 MINIMAL = str(FIXTURES / "minimal.json")
 HEAVY = ("dagster", "pandas", "duckdb", "pyarrow", "pydantic", "numpy")
+
+
+def with_evidence(payload: dict) -> dict:
+    """What ``maml-evidence gate`` reports: the spec's report plus the evidence section."""
+    metrics, verdict, report = evaluate_payload(validate_payload(payload))
+    return {**report, "evidence": evidence_section(metrics, verdict, report["thresholds"])}
 
 
 def strict_loads(text: str) -> dict:
@@ -57,7 +66,9 @@ def test_gate_prints_the_json_report_and_exits_0():
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     report = strict_loads(result.stdout)
-    assert report == evaluate_feasibility(minimal_payload())
+    assert report == with_evidence(minimal_payload())
+    assert {key: value for key, value in report.items() if key != "evidence"} == evaluate_feasibility(minimal_payload())
+    assert report["evidence"]["projects"] == 3 and report["evidence"]["grade"] in ("suggestive", "insufficient")
     assert report["decision"] == "enable_maml"
     assert report["cost"]["extra_training_minutes"] == 18.0
 
@@ -117,7 +128,7 @@ def test_output_is_json_even_when_stdout_is_markdown(tmp_path: Path):
     result = gate("--input", MINIMAL, "--output", str(target), "--format", "markdown")
     assert result.returncode == 0
     report = strict_loads(target.read_text(encoding="utf-8"))
-    assert result.stdout == render_interpretation(report)
+    assert result.stdout == interpretation_with_evidence(report)
     assert target.read_text(encoding="utf-8") == gate("--input", MINIMAL).stdout
 
 
@@ -149,8 +160,10 @@ def test_output_onto_a_directory_is_a_clean_error_and_leaves_no_temporary_file(t
 def test_markdown_format_prints_the_interpretation(name):
     result = gate("--input", str(FIXTURES / name), "--format", "markdown")
     assert result.returncode == 0, result.stderr
-    report = evaluate_feasibility(load_fixture(name))
-    assert result.stdout == render_interpretation(report)
+    report = with_evidence(load_fixture(name))
+    assert result.stdout == interpretation_with_evidence(report)
+    assert result.stdout.startswith(render_interpretation(evaluate_feasibility(load_fixture(name))))
+    assert f"**How sure is this: {report['evidence']['grade']}.**" in result.stdout
     assert result.stdout.startswith(f"# MAML feasibility: `{report['decision']}`")
     if report["failed_check"]:
         assert f"`{report['failed_check']}`" in result.stdout
@@ -166,7 +179,11 @@ def test_spec_command_line_works_with_the_script_name_changed(tmp_path: Path):
     target = tmp_path / "maml_report.json"
     result = spec_gate("--input", MINIMAL, "--output", str(target), "--enforce-enable")
     assert result.returncode == 0, result.stderr
-    assert target.read_text(encoding="utf-8") == result.stdout == gate("--input", MINIMAL).stdout
+    assert target.read_text(encoding="utf-8") == result.stdout
+    # maml-evidence gate prints the same report plus its evidence section
+    evidence_report = strict_loads(gate("--input", MINIMAL).stdout)
+    assert "evidence" not in strict_loads(result.stdout)
+    assert strict_loads(result.stdout) == {k: v for k, v in evidence_report.items() if k != "evidence"}
 
 
 def test_spec_gate_accepts_exactly_the_spec_flags():
@@ -250,43 +267,61 @@ def test_spike_run_id_is_carried_into_the_report(tmp_path: Path):
 IMPORT_PROBE = """
 import contextlib, io, json, sys
 import maml_evidence.cli as cli
+watched = set(sys.argv[3].split(","))
+def loaded():
+    return sorted({name.split(".")[0] for name in sys.modules} & watched)
 out, err = io.StringIO(), io.StringIO()
 with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-    codes = [
+    # maml-feasibility-gate: the plain command line, an abbreviation (parsed by argparse), a bad payload
+    spec_codes = [
         cli.gate_main(["--input", sys.argv[1]]),
+        cli.gate_main(["--inp", sys.argv[1]]),
+        cli.gate_main(["--input", sys.argv[2]]),
+    ]
+    spec_loaded = loaded()
+    # maml-evidence gate, afterwards: it adds the evidence section (scipy, imported lazily)
+    codes = [
         cli.main(["gate", "--input", sys.argv[1], "--format", "markdown"]),
         cli.main(["gate", "--input", sys.argv[2]]),
     ]
-loaded = sorted({name.split(".")[0] for name in sys.modules} & set(sys.argv[3].split(",")))
-print(json.dumps({"codes": codes, "loaded": loaded, "printed": len(out.getvalue()), "errors": err.getvalue()}))
+print(json.dumps({"spec_codes": spec_codes, "spec_loaded": spec_loaded, "codes": codes, "loaded": loaded(),
+                  "printed": len(out.getvalue()), "errors": err.getvalue()}))
 """
 
 
-def test_gate_command_does_not_import_heavy_dependencies(tmp_path: Path):
-    bad = tmp_path / "bad.json"
-    bad.write_text('{"baseline": 1}', encoding="utf-8")
-    # argparse is a positive control: it is loaded, so the probe does see imports
-    watched = ",".join(("argparse", *HEAVY))
+def _probe(first: str, second: str, watched: tuple[str, ...], *, full_names: bool = False) -> dict:
+    probe = IMPORT_PROBE
+    if full_names:
+        probe = probe.replace('name.split(".")[0] for name in sys.modules', "name for name in sys.modules")
     result = subprocess.run(
-        [sys.executable, "-c", IMPORT_PROBE, MINIMAL, str(bad), watched],
+        [sys.executable, "-c", probe, first, second, ",".join(watched)],
         capture_output=True,
         text=True,
         timeout=60,
         cwd=REPO_ROOT,
     )
     assert result.returncode == 0, result.stderr
-    probe = json.loads(result.stdout)
-    assert probe["codes"] == [0, 0, 2]
+    return json.loads(result.stdout)
+
+
+def test_gate_command_does_not_import_heavy_dependencies(tmp_path: Path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"baseline": 1}', encoding="utf-8")
+    # argparse is a positive control: it is loaded, so the probe does see imports
+    probe = _probe(MINIMAL, str(bad), ("argparse", "scipy", *HEAVY))
+    assert probe["spec_codes"] == [0, 0, 2] and probe["codes"] == [0, 2]
     assert probe["printed"] > 0 and "baseline" in probe["errors"]
-    assert probe["loaded"] == ["argparse"], f"the gate command imported {probe['loaded']}"
+    assert probe["spec_loaded"] == ["argparse"], f"maml-feasibility-gate imported {probe['spec_loaded']}"
+    # maml-evidence gate loads scipy (and numpy) for its evidence section, and nothing else that is heavy
+    assert probe["loaded"] == ["argparse", "numpy", "scipy"], f"maml-evidence gate imported {probe['loaded']}"
 
 
 def test_importing_the_package_does_not_import_heavy_dependencies():
-    code = "import sys, maml_evidence; print(sorted({m.split('.')[0] for m in sys.modules}))"
+    code = "import sys, maml_evidence, maml_evidence.strength; print(sorted({m.split('.')[0] for m in sys.modules}))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO_ROOT)
     assert result.returncode == 0, result.stderr
     loaded = set(json.loads(result.stdout.replace("'", '"')))
-    assert loaded.isdisjoint(HEAVY), sorted(loaded & set(HEAVY))
+    assert loaded.isdisjoint({"scipy", *HEAVY}), sorted(loaded & {"scipy", *HEAVY})
 
 
 # Modules whose import costs the gate command a measurable share of its start-up (FACTS.md): typing-only
@@ -297,18 +332,9 @@ SLOW_TO_IMPORT = ("typing", "dataclasses", "inspect", "encodings.utf_8_sig")
 def test_gate_command_does_not_import_slow_standard_modules(tmp_path: Path):
     bom = tmp_path / "bom.json"
     bom.write_bytes(b"\xef\xbb\xbf" + (FIXTURES / "minimal.json").read_bytes())
-    probe = IMPORT_PROBE.replace('name.split(".")[0] for name in sys.modules', "name for name in sys.modules")
-    result = subprocess.run(
-        [sys.executable, "-c", probe, str(bom), MINIMAL, ",".join(("argparse", *SLOW_TO_IMPORT))],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO_ROOT,
-    )
-    assert result.returncode == 0, result.stderr
-    outcome = json.loads(result.stdout)
-    assert outcome["codes"] == [0, 0, 0], outcome
-    assert outcome["loaded"] == ["argparse"], f"the gate command imported {outcome['loaded']}"
+    outcome = _probe(str(bom), MINIMAL, ("argparse", *SLOW_TO_IMPORT), full_names=True)
+    assert outcome["spec_codes"] == [0, 0, 0], outcome
+    assert outcome["spec_loaded"] == ["argparse"], f"maml-feasibility-gate imported {outcome['spec_loaded']}"
 
 
 def test_duplicate_keys_are_all_reported_with_their_paths(tmp_path: Path):

@@ -135,7 +135,7 @@ def test_replace_records_a_second_revision_and_the_new_decision(ingested: Ingest
         assert (home / "payloads" / ENABLE_SAMPLE / f"{revision['sha256']}.json").exists()
     store = EvidenceStore(home)
     assert store.decisions()[ENABLE_SAMPLE]["decision"] == "defer_maml_cost_too_high"
-    assert store.read_report(ENABLE_SAMPLE)["evidence"]["revision"] == 2
+    assert store.read_report(ENABLE_SAMPLE)["provenance"]["revision"] == 2
     connection = store.connect()
     try:
         rows = connection.execute("SELECT revision FROM spike_runs WHERE spike_run_id = ?", [ENABLE_SAMPLE]).fetchall()

@@ -66,7 +66,7 @@ def test_each_spike_run_has_its_report_interpretation_and_payload(materialized: 
         folder = reports / run_id
         report = json.loads((folder / "report.json").read_text(encoding="utf-8"))
         assert report["decision"] == decision
-        assert report["evidence"]["spike_run_id"] == run_id
+        assert report["provenance"]["spike_run_id"] == run_id
         assert decision in (folder / "interpretation.md").read_text(encoding="utf-8")
         stored = json.loads((folder / "payload.json").read_text(encoding="utf-8"))
         assert stored["spike_run_id"] == run_id

@@ -164,7 +164,7 @@ def test_stored_decisions_record_every_value_and_its_source(home: Home, tmp_path
     for run_id in payloads:
         row, _cost, report_json = stored(home, run_id)
         assert (row["policy_version"], row["trigger"]) == (policy.version, "ingest")
-        assert report_json["evidence"]["policy_version"] == policy.version
+        assert report_json["provenance"]["policy_version"] == policy.version
         # the stored decision is the core's decision under the same policy
         assert row["decision"] == evaluate_feasibility(payloads[run_id], policy=POLICY_VALUES)["decision"]
     history = home.rows("SELECT spike_run_id, policy_version FROM decision_history WHERE spike_run_id LIKE 'prov-%'")

@@ -122,7 +122,7 @@ def test_policy_change_flips_exactly_the_expected_decisions(home: Home) -> None:
         report = home.store.read_report(run_id)
         assert report["decision"] == new[run_id]["decision"], run_id  # no report shows a stale decision
         if run_id in expected:
-            assert report["evidence"]["policy_version"] == vb
+            assert report["provenance"]["policy_version"] == vb
             assert report["thresholds"] == new[run_id]["thresholds"]
             assert report["threshold_sources"] == new[run_id]["threshold_sources"]
             interpretation = (home.evidence / "reports" / run_id / "interpretation.md").read_text(encoding="utf-8")
