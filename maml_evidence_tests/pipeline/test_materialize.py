@@ -67,7 +67,15 @@ def test_each_spike_run_has_its_report_interpretation_and_payload(materialized: 
         report = json.loads((folder / "report.json").read_text(encoding="utf-8"))
         assert report["decision"] == decision
         assert report["provenance"]["spike_run_id"] == run_id
-        assert decision in (folder / "interpretation.md").read_text(encoding="utf-8")
+        assert {"sha256", "revision", "policy_version", "evaluated_at", "trigger"} <= set(report["provenance"])
+        # the evidence section: how sure the decision is, and its paragraph in interpretation.md
+        evidence = report["evidence"]
+        assert evidence["projects"] == report["project_alignment"]["common_project_count"]
+        assert evidence["grade"] in ("strong", "suggestive", "insufficient")
+        interpretation = (folder / "interpretation.md").read_text(encoding="utf-8")
+        assert decision in interpretation
+        assert f"**How sure is this: {evidence['grade']}.**" in interpretation
+        assert evidence["grade_reason"] in interpretation
         stored = json.loads((folder / "payload.json").read_text(encoding="utf-8"))
         assert stored["spike_run_id"] == run_id
 
@@ -80,6 +88,7 @@ def test_decision_report_metadata_says_why(materialized: Materialized) -> None:
         preview = metadata["preview"]
         assert isinstance(preview, dg.MarkdownMetadataValue)
         assert decision in preview.value
+        assert "How sure is this" in preview.value
         assert isinstance(metadata["dagster/column_schema"], dg.TableSchemaMetadataValue)
 
 

@@ -276,3 +276,20 @@ def test_catalog_follows_a_moved_evidence_home(pipeline_env: Pipeline, tmp_path:
             (ENABLE, SAMPLE_DECISIONS[ENABLE])
         ]
     assert [r.revision for r in PayloadRegistry(EvidenceStore(moved).home).history(ENABLE)] == [1]
+
+
+def test_a_report_stored_before_the_provenance_rename_still_counts_as_complete(pipeline_env: Pipeline) -> None:
+    """Stores written before issue 11 keep the payload's sha256 under ``evidence``; they are not re-evaluated."""
+    import json
+
+    [run_id] = pipeline_env.ingest({ENABLE: sample(ENABLE)})
+    store = pipeline_env.store
+    path = store.home.report_dir(run_id) / "report.json"
+    report = json.loads(path.read_text(encoding="utf-8"))
+    assert "sha256" in report["provenance"] and "sha256" not in report["evidence"]
+    assert store.incomplete([run_id]) == []
+    old = {key: value for key, value in report.items() if key not in ("provenance", "evidence")}
+    path.write_text(json.dumps({**old, "evidence": report["provenance"]}), encoding="utf-8")
+    assert store.incomplete([run_id]) == []
+    path.write_text(json.dumps({**old, "evidence": {**report["provenance"], "sha256": "0" * 64}}), encoding="utf-8")
+    assert store.incomplete([run_id]) == [run_id]
