@@ -16,7 +16,7 @@ import math
 
 from maml_evidence.gate.decision import fmt
 from maml_evidence.gate.record import TYPE_CHECKING
-from maml_evidence.gate.report import _r
+from maml_evidence.gate.report import _r, render_interpretation
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -333,6 +333,4 @@ def _pct(fraction: object) -> str:
 
 def interpretation_with_evidence(report: Mapping[str, object]) -> str:
     """``render_interpretation`` plus, when the report carries the statistics, the paragraph on how sure it is."""
-    from maml_evidence.gate import render_interpretation
-
     return render_interpretation(report) + render_evidence(report)
