@@ -11,9 +11,10 @@ import dagster as dg
 from maml_evidence.defs.metadata import add_partition_metadata, column_schema, markdown_table
 from maml_evidence.defs.partitions import spike_runs
 from maml_evidence.defs.resources import EvidenceStoreResource
+from maml_evidence.gate import render_interpretation
 from maml_evidence.store import EvidenceStore
 from maml_evidence.store.evidence import Evaluation
-from maml_evidence.strength import interpretation_with_evidence
+from maml_evidence.strength import render_evidence
 
 GROUP = "spike_evidence"
 OWNERS = ["team:ml-platform"]
@@ -172,7 +173,10 @@ def decision_report(context: dg.AssetExecutionContext, evidence: EvidenceStoreRe
             "failed_check": e.verdict.failed_check or "none",
             "policy_version": e.policy.version,
             "report_path": dg.MetadataValue.path(str(store.home.report_dir(e.spike_run_id) / "report.json")),
-            "preview": dg.MetadataValue.md(interpretation_with_evidence(e.report)),
+            # the decision's reading stays short enough to show inline; how sure it is comes beside it
+            "preview": dg.MetadataValue.md(render_interpretation(e.report)),
+            "evidence_grade": str(e.report["evidence"]["grade"]),  # type: ignore[index]
+            "evidence": dg.MetadataValue.md(render_evidence(e.report).strip()),
         }
     add_partition_metadata(context, by_partition)
     return dg.MaterializeResult(

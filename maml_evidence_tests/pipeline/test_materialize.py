@@ -88,7 +88,9 @@ def test_decision_report_metadata_says_why(materialized: Materialized) -> None:
         preview = metadata["preview"]
         assert isinstance(preview, dg.MarkdownMetadataValue)
         assert decision in preview.value
-        assert "How sure is this" in preview.value
+        grade = metadata["evidence_grade"].value
+        assert grade in ("strong", "suggestive", "insufficient")
+        assert metadata["evidence"].value.startswith(f"**How sure is this: {grade}.**")
         assert isinstance(metadata["dagster/column_schema"], dg.TableSchemaMetadataValue)
 
 
