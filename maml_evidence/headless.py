@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +19,7 @@ from maml_evidence.defs.partitions import (
     range_tags,
     register_spike_runs,
 )
-from maml_evidence.defs.runs import fail_dead_runs, process_tags
+from maml_evidence.defs.runs import HOST_TAG, PID_TAG, fail_dead_runs, process_tags
 from maml_evidence.store import EvidenceStore
 from maml_evidence.store.intake import QUARANTINED, UNCHANGED, IntakeResult, intake_files
 from maml_evidence.store.reevaluation import Change, latest_changes
@@ -90,31 +90,42 @@ class RunOutcome:
 SENSOR_LAUNCH_GRACE_SECONDS = 300
 
 
-def being_evaluated(instance: dg.DagsterInstance, store: EvidenceStore, spike_run_ids: Sequence[str]) -> set[str]:
-    """Which of these spike runs another live process is evaluating (or the sensor has just requested).
+def holders(instance: dg.DagsterInstance, store: EvidenceStore, spike_run_ids: Iterable[str]) -> dict[str, str]:
+    """Which of these spike runs another live process is evaluating (or the sensor has just taken in), and who.
 
-    A run started by this command in a process that has since died (killed mid-ingest) is marked failed
-    and does not count, so the next ingest finishes its spike runs.
+    A run started by a command in a process that has since died (killed mid-ingest) is marked failed and does
+    not count, so the next ingest finishes its spike runs.
     """
     wanted = set(spike_run_ids)
     keys = instance.get_dynamic_partitions(SPIKE_RUNS)
     position = {key: index for index, key in enumerate(keys)}
-    busy: set[str] = set()
+    out: dict[str, str] = {}
     for run in fail_dead_runs(instance, EVALUATE_JOB):
         tags = run.tags
         first, last = tags.get(RANGE_START_TAG), tags.get(RANGE_END_TAG)
         if first in position and last in position:
-            busy |= set(keys[position[first] : position[last] + 1]) & wanted
-        elif tags.get("dagster/partition") in wanted:
-            busy.add(tags["dagster/partition"])
+            covered = set(keys[position[first] : position[last] + 1])
+        else:
+            covered = {tags.get("dagster/partition", "")}
+        if PID_TAG in tags:
+            who = f"process {tags[PID_TAG]} on {tags.get(HOST_TAG, 'an unknown host')}"
+        else:
+            who = f"the {tags.get('dagster/sensor_name', 'Dagster')} run"
+        for run_id in sorted((covered & wanted) - out.keys()):
+            out[run_id] = f"being evaluated by {who} (Dagster run {run.run_id})"
     now = datetime.now(UTC)
-    for run_id in wanted - busy:
+    for run_id in sorted(wanted - out.keys()):
         revision = store.registry.current(run_id)
         if revision is None or revision.accepted_by != "sensor":
             continue
         if (now - revision.accepted_at_dt).total_seconds() < SENSOR_LAUNCH_GRACE_SECONDS:
-            busy.add(run_id)
-    return busy
+            out[run_id] = "taken in by the inbox sensor; its run has not started (is `maml-evidence dev` up?)"
+    return out
+
+
+def being_evaluated(instance: dg.DagsterInstance, store: EvidenceStore, spike_run_ids: Sequence[str]) -> set[str]:
+    """The spike runs of ``holders``: held by another live process or just taken in by the sensor."""
+    return set(holders(instance, store, spike_run_ids))
 
 
 def evaluate_partitions(
@@ -176,35 +187,12 @@ def ingest(
     import time
 
     from maml_evidence.defs.reevaluation import REEVALUATE_JOB
-    from maml_evidence.defs.runs import HOST_TAG, PID_TAG
     from maml_evidence.store.intake import SKIPPED, inbox_entries
 
     files = list(paths) if paths else inbox_entries(store.home)
     store.recover()  # a batch a killed command committed gets its reports first, so it is not evaluated twice
     with open_instance(store) as instance:
         fail_dead_runs(instance, REEVALUATE_JOB)
-
-        def holders(spike_run_ids: set[str]) -> dict[str, str]:
-            """Who evaluates each spike run: a live run's process (its tags), a sensor's run, or a run to come."""
-            keys = instance.get_dynamic_partitions(SPIKE_RUNS)
-            position = {key: index for index, key in enumerate(keys)}
-            out: dict[str, str] = {}
-            for run in fail_dead_runs(instance, EVALUATE_JOB):
-                tags = run.tags
-                first, last = tags.get(RANGE_START_TAG), tags.get(RANGE_END_TAG)
-                if first in position and last in position:
-                    covered = set(keys[position[first] : position[last] + 1])
-                else:
-                    covered = {tags.get("dagster/partition", "")}
-                if PID_TAG in tags:
-                    who = f"process {tags[PID_TAG]} on {tags.get(HOST_TAG, 'an unknown host')}"
-                else:
-                    who = f"the {tags.get('dagster/sensor_name', 'Dagster')} run"
-                for run_id in sorted((covered & spike_run_ids) - out.keys()):
-                    out[run_id] = f"being evaluated by {who} (Dagster run {run.run_id})"
-            for run_id in spike_run_ids - out.keys():
-                out[run_id] = "taken in by the inbox sensor; its run has not started (is `maml-evidence dev` up?)"
-            return out
 
         results = intake_files(
             store.home,
@@ -226,7 +214,7 @@ def ingest(
         # Held by another process: wait for its decisions; evaluate here what its run ended without finishing.
         pending: dict[str, str] = {}
         if busy and notify is not None:
-            who = "; ".join(sorted(set(holders(busy).values())))
+            who = "; ".join(sorted(set(holders(instance, store, busy).values())))
             notify(f"waiting up to {wait_seconds:.0f} s for {len(busy)} spike run(s) {who}")
         deadline = time.monotonic() + wait_seconds
         while busy:
@@ -238,7 +226,7 @@ def ingest(
                 evaluated += orphaned
             busy = held
             if busy and time.monotonic() >= deadline:
-                pending = holders(busy)
+                pending = holders(instance, store, busy)
                 break
             if busy:
                 time.sleep(0.5)

@@ -179,7 +179,7 @@ class ParquetTables:
     def _write_file(self, directory: Path, name: str, data: pa.Table, keys: Iterable[str] = ()) -> Path:
         """Write ``name`` atomically; its keys go first to a ``.keys`` sidecar so damage can be traced to runs."""
         if name != SCHEMA_FILE:
-            atomic_write_text(directory / f"{name}{KEYS_SUFFIX}", "".join(f"{key}\n" for key in keys))
+            _write_keys(directory, name, keys)
         return atomic_write(directory / name, lambda tmp: pq.write_table(data, tmp, compression="zstd"))
 
     def write(
@@ -228,7 +228,7 @@ class ParquetTables:
         directory = self.directory(table)
         directory.mkdir(parents=True, exist_ok=True)
         name = f"b-{batch}-{uuid.uuid4().hex[:8]}.parquet"
-        atomic_write_text(directory / f"{name}{KEYS_SUFFIX}", "".join(f"{key}\n" for key in keys))
+        _write_keys(directory, name, keys)
         copy = (
             f"COPY (SELECT {casts}, {_sql_str(batch)} AS {BATCH_COLUMN}, true AS {PRESENT_COLUMN} FROM ({select})) "
             "TO {} (FORMAT parquet, COMPRESSION zstd)"
@@ -329,6 +329,11 @@ class ParquetTables:
             elif problem != "vanished":
                 damaged.append(Damage(table, path, tuple(self.keys_of(path)), problem))
         return healthy, damaged
+
+
+def _write_keys(directory: Path, name: str, keys: Iterable[str]) -> None:
+    """The ``.keys`` sidecar of a data file, written before the file itself so damage can be traced to runs."""
+    atomic_write_text(directory / f"{name}{KEYS_SUFFIX}", "".join(f"{key}\n" for key in keys))
 
 
 _DUCKDB_TYPES = {"string": "VARCHAR", "double": "DOUBLE", "int64": "BIGINT", "bool": "BOOLEAN"}

@@ -240,14 +240,19 @@ def test_corrupted_payload_text_raises_only_the_validation_error(data):
     evaluate_or_validation_error(value)
 
 
-@SETTINGS
-@given(valid_payloads(), st.data())
-def test_a_negative_number_anywhere_numeric_is_rejected_with_its_path(payload, data):
-    numeric = [
+def numeric_locations(payload: object) -> list[tuple[object, object]]:
+    """Every (container, key) of the payload holding a JSON number (the spike run id excluded)."""
+    return [
         (container, key)
         for container, key in locations(payload)
         if isinstance(container[key], (int, float)) and not isinstance(container[key], bool) and key != "spike_run_id"
     ]
+
+
+@SETTINGS
+@given(valid_payloads(), st.data())
+def test_a_negative_number_anywhere_numeric_is_rejected_with_its_path(payload, data):
+    numeric = numeric_locations(payload)
     assume(numeric)
     container, key = data.draw(st.sampled_from(numeric))
     container[key] = -data.draw(st.floats(min_value=1e-9, max_value=1e9))
@@ -324,11 +329,7 @@ def test_cost_model_matches_the_spec_formulas(baseline_train, candidate_train, m
 @SETTINGS
 @given(valid_payloads(), st.data())
 def test_a_number_above_the_bound_anywhere_numeric_is_rejected_with_its_path(payload, data):
-    numeric = [
-        (container, key)
-        for container, key in locations(payload)
-        if isinstance(container[key], (int, float)) and not isinstance(container[key], bool) and key != "spike_run_id"
-    ]
+    numeric = numeric_locations(payload)
     assume(numeric)
     container, key = data.draw(st.sampled_from(numeric))
     container[key] = data.draw(
