@@ -215,7 +215,12 @@ def flip_cause(old_failed: str | None, new_failed: str | None) -> str | None:
 
 def fmt(value: float) -> str:
     """A number for people: at most four decimals, no trailing zeros."""
-    text = f"{value:.4f}".rstrip("0").rstrip(".")
+    return trimmed(f"{value:.4f}")
+
+
+def trimmed(fixed: str) -> str:
+    """``fmt`` of a number already written with four decimals (``f"{value:.4f}"``)."""
+    text = fixed.rstrip("0").rstrip(".")
     return "0" if text in ("-0", "") else text
 
 
@@ -223,9 +228,14 @@ def pct(fraction: float) -> str:
     return f"{fmt(fraction * 100)}%"
 
 
-def show_number(name: str, value: float) -> str:
-    """How a sentence shows a value: fractions as percentages, everything else as a plain number."""
-    return pct(value) if name in FRACTIONS else fmt(value)
+def show_number(name: str, value: float, fixed: str | None = None) -> str:
+    """How a sentence shows a value: fractions as percentages, everything else as a plain number.
+
+    ``fixed``, when the caller has it already, is ``f"{value:.4f}"``.
+    """
+    if name in FRACTIONS:
+        return pct(value)
+    return trimmed(f"{value:.4f}" if fixed is None else fixed)
 
 
 @lru_cache(maxsize=64)
@@ -270,10 +280,18 @@ def judge(inputs: GateInputs, thresholds: Thresholds, gpu_hour_usd: float) -> Ve
     return judge_observed(observed_values(inputs, gpu_hour_usd), thresholds, gpu_hour_usd)
 
 
-def judge_observed(observed: Mapping[str, float], thresholds: Thresholds, gpu_hour_usd: float) -> Verdict:
-    """``judge`` over values already taken by ``observed_values`` (the report shows the same values)."""
+def judge_observed(
+    observed: Mapping[str, float], thresholds: Thresholds, gpu_hour_usd: float, fixed: Mapping[str, str] | None = None
+) -> Verdict:
+    """``judge`` over values already taken by ``observed_values`` (the report shows the same values).
+
+    ``fixed``, when given, is each observed value written with four decimals (``f"{value:.4f}"``): the report
+    rounds from the same text, so each value is converted once.
+    """
     limits = dict(zip(THRESHOLD_KEYS, thresholds, strict=True))
-    shown = {name: show_number(name, value) for name, value in observed.items()}
+    if fixed is None:
+        fixed = {name: f"{value:.4f}" for name, value in observed.items()}
+    shown = {name: show_number(name, observed[name], text) for name, text in fixed.items()}
     shown.update(_shown_settings((*thresholds, gpu_hour_usd)))
     checks = tuple([_run_check(spec, observed, limits, shown) for spec in CHECK_TABLE])
     decision, failed = ENABLE, None

@@ -77,15 +77,17 @@ def build_report(
     metrics: GateMetrics,
     verdict: Verdict,
     settings: Settings,
-    observed: Mapping[str, float],
+    fixed: Mapping[str, str],
 ) -> dict[str, object]:
     """Assemble the report; every number a reader needs to see why the decision was made.
 
-    ``observed`` is ``observed_values`` for this run, as the verdict was judged on.
+    ``fixed`` is each of ``observed_values`` for this run, as the verdict was judged on, written with four
+    decimals (``f"{value:.4f}"``, the text the verdict's sentences were made from).
     """
     values, sources = settings.values, settings.sources
-    # Every metric a check observes, rounded once: the comparison, the cost and the checks show the same number.
-    shown = {name: _r(value) for name, value in observed.items()}
+    # Every metric a check observes, rounded once (``_r``'s rule, read back from the same four-decimal text):
+    # the comparison, the cost and the checks show the same number.
+    shown = {name: float(text) for name, text in fixed.items()}
     report: dict[str, object] = {
         "decision": verdict.decision,
         "maml_recommended": verdict.maml_recommended,
@@ -134,8 +136,9 @@ def evaluate_payload(
     metrics = compute_metrics(payload)
     settings = effective_settings(policy, payload.threshold_overrides, payload.cost_overrides)
     observed = observed_values(metrics.inputs, settings.gpu_hour_usd)  # once, for the checks and the report
-    verdict = judge_observed(observed, settings.thresholds, settings.gpu_hour_usd)
-    return metrics, verdict, build_report(payload, metrics, verdict, settings, observed)
+    fixed = {name: f"{value:.4f}" for name, value in observed.items()}  # one conversion: sentences, report
+    verdict = judge_observed(observed, settings.thresholds, settings.gpu_hour_usd, fixed)
+    return metrics, verdict, build_report(payload, metrics, verdict, settings, fixed)
 
 
 def evaluate_feasibility(payload: object, policy: Mapping[str, float | int] | None = None) -> dict[str, object]:
