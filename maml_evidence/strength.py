@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 
 from maml_evidence.gate.decision import fmt
+from maml_evidence.gate.payload import sample_sd
 from maml_evidence.gate.record import TYPE_CHECKING
 from maml_evidence.gate.report import _r, render_interpretation
 
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
     from maml_evidence.gate import GateMetrics, Verdict
+    from maml_evidence.gate.metrics import ArmSummary
 
 ALPHA = 0.05  # one-sided tests and the two-sided interval's complement
 POWER_TARGET = 0.8
@@ -35,14 +37,6 @@ NON_INFERIOR, INCONCLUSIVE, INFERIOR = "non_inferior", "inconclusive", "inferior
 
 def _mean(values: Sequence[float]) -> float:
     return math.fsum(values) / len(values)
-
-
-def _sd(values: Sequence[float]) -> float:
-    """Sample standard deviation (ddof 1); exactly 0 when every value is the same (no rounding residue)."""
-    if max(values) == min(values):
-        return 0.0
-    m = _mean(values)
-    return math.sqrt(math.fsum((v - m) ** 2 for v in values) / (len(values) - 1))
 
 
 def _finite(value: float) -> float | None:
@@ -134,7 +128,7 @@ def evidence_strength(
     why: list[str] = []  # what is undefined, for grade_reason
 
     mean_d = _mean(d) if n else None
-    sd_d = _sd(d) if n >= 2 else None
+    sd_d = sample_sd(d) if n >= 2 else None
     mean_b = _mean(b) if n else None
     ci_low = ci_high = t_p = None
     projects_needed = None
@@ -156,7 +150,7 @@ def evidence_strength(
     flip_p, exact = sign_flip_p_value(d) if n else (None, True)
 
     mean_r = _mean(r) if n else None
-    sd_r = _sd(r) if n >= 2 else None
+    sd_r = sample_sd(r) if n >= 2 else None
     upper = lower = None
     if n >= 2 and sd_r and mean_r is not None:
         half = float(stats.t.ppf(1 - ALPHA, n - 1)) * sd_r / math.sqrt(n)
@@ -187,6 +181,11 @@ def evidence_strength(
             "sign_flip_exact": exact,
             "min_attainable_p_value": 2.0**-n if n else None,
             "projects_for_80pct_power": projects_needed,
+            # beside the between-project sd above: each project's own spread over its seed replicates
+            "within_project_sd": {
+                "baseline": {row.project: row.baseline_steps_sd for row in rows if row.baseline_replicates >= 2},
+                "candidate": {row.project: row.candidate_steps_sd for row in rows if row.candidate_replicates >= 2},
+            },
         },
         "accuracy": {
             "per_project_regression_pp": dict(zip(names, r, strict=True)),
@@ -197,11 +196,20 @@ def evidence_strength(
             "worst_project": names[worst] if worst is not None else None,
             "worst_project_regression_pp": r[worst] if worst is not None else None,
         },
+        "reach": {
+            "baseline": _reach(metrics.baseline),
+            "candidate": _reach(metrics.candidate),
+            "missed_targets": list(metrics.missed_targets),
+        },
         "smallest_gain_project": names[smallest] if smallest is not None else None,
     }
     flags = verdict.flags()
     evidence["grade"], evidence["grade_reason"] = _grade(evidence, flags, max_regression, why)
     return evidence
+
+
+def _reach(summary: ArmSummary) -> dict[str, object]:
+    return {"unreached_projects": list(summary.unreached_projects), "reach_rate": summary.reach_rate}
 
 
 def _grade(
@@ -220,7 +228,8 @@ def _grade(
         else ""
     )
     both_significant = isinstance(t_p, float) and t_p < ALPHA and isinstance(flip_p, float) and flip_p < ALPHA
-    if both_significant and acc["verdict"] == NON_INFERIOR:
+    unreached: list[str] = evidence["reach"]["candidate"]["unreached_projects"]  # type: ignore[index]
+    if both_significant and acc["verdict"] == NON_INFERIOR and not unreached:
         return STRONG, f"Strong: over {n} projects {p_text}, both below 0.05, and {acc_text}."
     point_ok = flags.get("effectiveness_ok", False) and flags.get("accuracy_ok", False)
     shortfalls = []
@@ -230,12 +239,21 @@ def _grade(
             shortfalls.append(f"with {n} projects the smallest possible p is {_p(2.0**-n)}")
     if acc["verdict"] != NON_INFERIOR:
         shortfalls.append(acc_text)
+    if unreached:
+        shortfalls.append(f"LoRA+MAML never reached the target on {_lower_bounds(unreached)}")
     shortfalls.extend(why)
     detail = "; ".join(shortfalls)
     if point_ok:
         return SUGGESTIVE, f"Suggestive: the point estimates pass the effectiveness and accuracy checks, but {detail}."
     failed = [name for name in ("effectiveness_ok", "accuracy_ok") if not flags.get(name, False)]
     return INSUFFICIENT, f"Insufficient: {' and '.join(failed)} fail{'s' if len(failed) == 1 else ''}; {detail}."
+
+
+def _lower_bounds(projects: Sequence[str]) -> str:
+    """Projects that never reached their target, and what that makes their steps."""
+    if len(projects) == 1:
+        return f"{projects[0]}, so its steps are a lower bound"
+    return f"{', '.join(projects)}, so their steps are lower bounds"
 
 
 def _p(value: object) -> str:
@@ -251,6 +269,8 @@ def _rounded(value: object) -> object:
         return _r(value)
     if isinstance(value, dict):
         return {key: _rounded(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_rounded(item) for item in value]
     raise TypeError(f"unexpected value in the evidence section: {value!r}")
 
 
@@ -288,6 +308,7 @@ def render_evidence(report: Mapping[str, object]) -> str:
             + f"; the smallest gain was in {evidence['smallest_gain_project']}"
             f" ({fmt(step['per_project'][evidence['smallest_gain_project']])} steps)."
         )
+        words.extend(_restricted_means(evidence.get("reach")))
         tests = [f"p = {_p(step['t_p_value'])} by a t-test"] if step["t_p_value"] is not None else []
         kind = "exact" if step["sign_flip_exact"] else "Monte Carlo"
         tests.append(f"p = {_p(step['sign_flip_p_value'])} by a sign-flip test ({kind})")
@@ -325,6 +346,24 @@ def render_evidence(report: Mapping[str, object]) -> str:
         )
     words.append(str(evidence["grade_reason"]))
     return "\n" + " ".join(words) + "\n"
+
+
+def _restricted_means(reach: object) -> list[str]:
+    """Plain words on each arm's projects that never reached their target (nothing for reports without any)."""
+    if not isinstance(reach, dict):
+        return []
+    short = []
+    for side, label in (("baseline", "LoRA-only"), ("candidate", "LoRA+MAML")):
+        arm = reach.get(side)
+        if isinstance(arm, dict) and arm.get("unreached_projects"):
+            projects = ", ".join(arm["unreached_projects"])
+            short.append(f"for {label} on {projects} (reach rate {_pct(arm['reach_rate'])})")
+    if not short:
+        return []
+    return [
+        f"Some steps to target are lower bounds, where training stopped short of the target: {'; '.join(short)}.",
+        "The means use them as given (restricted means); the true means can only be larger.",
+    ]
 
 
 def _pct(fraction: object) -> str:

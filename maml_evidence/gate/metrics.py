@@ -5,10 +5,16 @@ from __future__ import annotations
 import math
 import sys
 
-from maml_evidence.gate.payload import RATIO, ArmRun, SpikePayload
-from maml_evidence.gate.record import Record
+from maml_evidence.gate.payload import RATIO, ArmRun, ProjectResult, SpikePayload
+from maml_evidence.gate.record import TYPE_CHECKING, Record
 
 FLOAT_MAX = sys.float_info.max
+if TYPE_CHECKING:
+    # baseline and candidate reached, replicate counts, steps sds and final accuracy sds (pp)
+    Extensions = tuple[bool, bool, int, int, float | None, float | None, float | None, float | None]
+
+# ``_extensions`` of two plain entries (their own values, target reached): no replicates, no sds.
+PLAIN_EXTENSIONS: Extensions = (True, True, 0, 0, None, None, None, None)
 
 
 class ProjectComparison(Record):
@@ -24,6 +30,15 @@ class ProjectComparison(Record):
     candidate_final_accuracy_pp: float
     final_accuracy_delta_pp: float
     accuracy_regression_pp: float
+    # replicates and unreached targets (payload extensions); a plain entry: reached, 0 replicates, no sd
+    baseline_reached: bool = True
+    candidate_reached: bool = True
+    baseline_replicates: int = 0
+    candidate_replicates: int = 0
+    baseline_steps_sd: float | None = None
+    candidate_steps_sd: float | None = None
+    baseline_final_accuracy_sd_pp: float | None = None
+    candidate_final_accuracy_sd_pp: float | None = None
 
 
 class ArmSummary(Record):
@@ -36,6 +51,8 @@ class ArmSummary(Record):
     mean_final_accuracy_pp: float
     train_minutes: float
     meta_train_minutes: float
+    unreached_projects: tuple[str, ...] = ()  # common projects whose steps are lower bounds, baseline order
+    reach_rate: float = 1.0  # reached common projects / common projects (1 when there are none)
 
 
 class GateInputs(Record):
@@ -63,6 +80,7 @@ class GateMetrics(Record):
     candidate: ArmSummary
     per_project: tuple[ProjectComparison, ...]
     inputs: GateInputs
+    missed_targets: tuple[str, ...] = ()  # common projects the candidate did not reach where the baseline did
 
 
 def mean(values: list[float]) -> float:
@@ -96,15 +114,33 @@ def extra_gpu_cost_usd(extra_training_minutes: float, gpu_hour_usd: float) -> fl
     return extra_training_minutes / 60.0 * gpu_hour_usd
 
 
-def _summary(arm: ArmRun, steps: list[float], finals: list[float]) -> ArmSummary:
+def _summary(arm: ArmRun, steps: list[float], finals: list[float], unreached: tuple[str, ...]) -> ArmSummary:
+    count = len(steps)
     return ArmSummary(
         arm.label,
-        len(steps),
+        count,
         mean(steps),
         max(steps, default=0.0),
         mean(finals),
         arm.train_minutes,
         arm.meta_train_minutes,
+        unreached,
+        (count - len(unreached)) / count if unreached else 1.0,
+    )
+
+
+def _extensions(b: ProjectResult, c: ProjectResult, factor: float) -> Extensions:
+    """A common project's reach, replicate counts and within-project sds, as ``ProjectComparison`` holds them."""
+    b_sd, c_sd = b.final_accuracy_sd, c.final_accuracy_sd
+    return (
+        not b.unreached,
+        not c.unreached,
+        b.replicates,
+        c.replicates,
+        b.steps_sd,
+        c.steps_sd,
+        None if b_sd is None else b_sd * factor,
+        None if c_sd is None else c_sd * factor,
     )
 
 
@@ -119,6 +155,8 @@ def compute_metrics(payload: SpikePayload) -> GateMetrics:
     reductions: list[float] = []
     base_finals: list[float] = []
     cand_finals: list[float] = []
+    plain = base.plain and cand.plain  # then every project is reached and has no replicates: no need to look
+    b_reached, c_reached, b_count, c_count, b_steps_sd, c_steps_sd, b_final_sd, c_final_sd = PLAIN_EXTENSIONS
     for b in base.projects:
         c = candidate_by_name.get(b.project)
         if c is None:
@@ -131,6 +169,10 @@ def compute_metrics(payload: SpikePayload) -> GateMetrics:
         reductions.append(reduction)
         base_finals.append(b_final)
         cand_finals.append(c_final)
+        if not plain:
+            b_reached, c_reached, b_count, c_count, b_steps_sd, c_steps_sd, b_final_sd, c_final_sd = _extensions(
+                b, c, factor
+            )
         rows.append(
             ProjectComparison._make(
                 (
@@ -144,11 +186,26 @@ def compute_metrics(payload: SpikePayload) -> GateMetrics:
                     c_final,
                     c_final - b_final,
                     lost if lost > 0.0 else 0.0,
+                    b_reached,
+                    c_reached,
+                    b_count,
+                    c_count,
+                    b_steps_sd,
+                    c_steps_sd,
+                    b_final_sd,
+                    c_final_sd,
                 )
             )
         )
-    baseline_summary = _summary(base, base_steps, base_finals)
-    candidate_summary = _summary(cand, cand_steps, cand_finals)
+    base_unreached: tuple[str, ...] = ()
+    cand_unreached: tuple[str, ...] = ()
+    missed: tuple[str, ...] = ()
+    if not plain:
+        base_unreached = tuple([row.project for row in rows if not row.baseline_reached])
+        cand_unreached = tuple([row.project for row in rows if not row.candidate_reached])
+        missed = tuple([row.project for row in rows if row.baseline_reached and not row.candidate_reached])
+    baseline_summary = _summary(base, base_steps, base_finals, base_unreached)
+    candidate_summary = _summary(cand, cand_steps, cand_finals, cand_unreached)
     mean_reduction = mean(reductions)
     base_mean = baseline_summary.mean_steps_to_target
     regression = baseline_summary.mean_final_accuracy_pp - candidate_summary.mean_final_accuracy_pp
@@ -176,6 +233,7 @@ def compute_metrics(payload: SpikePayload) -> GateMetrics:
         candidate_summary,
         tuple(rows),
         inputs,
+        missed,
     )
 
 

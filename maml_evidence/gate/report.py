@@ -10,7 +10,7 @@ from maml_evidence.gate.record import TYPE_CHECKING
 from maml_evidence.gate.thresholds import THRESHOLD_KEYS, Settings, effective_settings
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
 REPORT_VERSION = 1
 
@@ -85,6 +85,9 @@ def build_report(
     decimals (``f"{value:.4f}"``, the text the verdict's sentences were made from).
     """
     values, sources = settings.values, settings.sources
+    reasons = verdict.reasons  # a new list
+    if metrics.missed_targets:
+        reasons.append(missed_targets_reason(metrics.missed_targets))
     # Every metric a check observes, rounded once (``_r``'s rule, read back from the same four-decimal text):
     # the comparison, the cost and the checks show the same number.
     shown = {name: float(text) for name, text in fixed.items()}
@@ -119,7 +122,7 @@ def build_report(
         },
         "checks": verdict.flags(),
         "check_details": _check_details(verdict, shown),
-        "reasons": verdict.reasons,
+        "reasons": reasons,
         "report_version": REPORT_VERSION,
     }
     if "spike_run_id" in payload.extras:
@@ -127,6 +130,12 @@ def build_report(
         # Kept as given when it is text; anything else is shown as text so the report stays strict JSON.
         return {"spike_run_id": run_id if isinstance(run_id, str) else show(run_id), **report}
     return report
+
+
+def missed_targets_reason(projects: Sequence[str]) -> str:
+    """The reason naming common projects whose target the candidate missed where the baseline reached it."""
+    bound = "its steps are a lower bound" if len(projects) == 1 else "their steps are lower bounds"
+    return f"LoRA+MAML did not reach the target on {', '.join(projects)}, where LoRA-only did ({bound})."
 
 
 def evaluate_payload(
@@ -170,13 +179,20 @@ def render_interpretation(report: Mapping[str, object]) -> str:
     lines = [title, "", f"**{_HEADLINES.get(str(report['decision']), str(report['decision']))}**", ""]
     failed = report.get("failed_check")
     reasons = report.get("reasons") or []
+    checks = report.get("checks")
     assert isinstance(reasons, list)
+    # The checks' reasons come first (the failing ones, or every one when all pass); any after them are
+    # notes beside the checks, such as targets the candidate missed.
+    judged = len(reasons)
+    if isinstance(checks, dict) and checks:
+        judged = sum(not passed for passed in checks.values()) or len(checks)
     if failed:
         lines.append(f"Failed check: `{failed}`. {reasons[0] if reasons else ''}".rstrip())
-        for extra in reasons[1:]:
+        for extra in reasons[1:judged]:
             lines.append(f"Also failing: {extra}")
     else:
         lines.append("Every check passed.")
+    lines.extend(reasons[judged:])
     base_total = float(base["train_minutes"]) + float(base["meta_train_minutes"])
     cand_total = float(cand["train_minutes"]) + float(cand["meta_train_minutes"])
     lines += [

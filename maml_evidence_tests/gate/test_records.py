@@ -20,7 +20,7 @@ from maml_evidence_tests.gate.conftest import REPO_ROOT
 def test_positional_keyword_and_default_construction_agree():
     positional = ProjectResult("project-a", 8.0, 80.0, 81.0)
     keywords = ProjectResult(project="project-a", steps_to_target=8.0, target_accuracy=80.0, final_accuracy=81.0)
-    assert positional == keywords == ProjectResult._make(("project-a", 8.0, 80.0, 81.0))
+    assert positional == keywords == ProjectResult._make(("project-a", 8.0, 80.0, 81.0, 0, 0, None, None))
     assert type(ProjectResult._make(tuple(positional))) is ProjectResult
     assert (positional.project, positional.steps_to_target, positional.final_accuracy) == ("project-a", 8.0, 81.0)
     assert Thresholds(min_projects=5) == Thresholds(5, 4.0, 7.0, 1.5, 0.25, 1.0, 50.0, 2.0)
@@ -32,7 +32,7 @@ def test_positional_keyword_and_default_construction_agree():
     ("make", "message"),
     [
         (lambda: ProjectResult("a", 1.0, 2.0), "missing field 'final_accuracy'"),
-        (lambda: ProjectResult("a", 1.0, 2.0, 3.0, 4.0), "takes 4 fields, got 5"),
+        (lambda: ProjectResult("a", 1.0, 2.0, 3.0, 0, 0, None, None, 4.0), "takes 8 fields, got 9"),
         (lambda: ProjectResult("a", 1.0, 2.0, 3.0, colour="red"), "no field 'colour'"),
         (lambda: ProjectResult("a", 1.0, 2.0, project="b"), "two values for 'project'"),
         (lambda: Thresholds(min_project=4), "no field 'min_project'"),
@@ -86,8 +86,20 @@ def test_a_verdict_survives_pickle_and_deepcopy():
 
 def test_repr_and_as_dict_name_every_field():
     result = ProjectResult("a", 1.0, 2.0, 3.0)
-    assert repr(result) == "ProjectResult(project='a', steps_to_target=1.0, target_accuracy=2.0, final_accuracy=3.0)"
-    assert result.as_dict() == {"project": "a", "steps_to_target": 1.0, "target_accuracy": 2.0, "final_accuracy": 3.0}
+    assert repr(result) == (
+        "ProjectResult(project='a', steps_to_target=1.0, target_accuracy=2.0, final_accuracy=3.0, replicates=0, "
+        "unreached=0, steps_sd=None, final_accuracy_sd=None)"
+    )
+    assert result.as_dict() == {
+        "project": "a",
+        "steps_to_target": 1.0,
+        "target_accuracy": 2.0,
+        "final_accuracy": 3.0,
+        "replicates": 0,
+        "unreached": 0,
+        "steps_sd": None,
+        "final_accuracy_sd": None,
+    }
 
 
 TYPED_USE = """
