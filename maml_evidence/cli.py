@@ -71,13 +71,16 @@ def run_gate(args: argparse.Namespace | _GateArgs, *, with_evidence: bool = Fals
     with scipy (imported only then); ``maml-feasibility-gate`` prints the spec's report with the standard library.
     """
     # validate with the file as source, so field errors name the file as reading and parsing errors do
-    metrics, verdict, report = evaluate_payload(validate_payload(load_payload_file(args.input), args.input))
+    payload = validate_payload(load_payload_file(args.input), args.input)
     render = render_interpretation
     if with_evidence:
-        from maml_evidence.strength import evidence_section, interpretation_with_evidence
+        from maml_evidence.strength import evaluate_with_evidence, interpretation_with_evidence
 
-        report["evidence"] = evidence_section(metrics, verdict, report["thresholds"])  # type: ignore[arg-type]
+        # measured before judging, so a payload that requires strong evidence is judged on it
+        report = evaluate_with_evidence(payload).report
         render = interpretation_with_evidence
+    else:
+        report = evaluate_payload(payload)[2]
     rendered = json.dumps(report, indent=2, ensure_ascii=False) + "\n"
     if args.output:
         _write_text(args.output, rendered)
@@ -413,8 +416,8 @@ def build_parser() -> argparse.ArgumentParser:
         run_sql,
         "run a read-only SQL query over the evidence views and print the rows",
         "Views: spike_runs, adaptation_metrics, adaptation_summary, accuracy_metrics, accuracy_summary, "
-        "cost_metrics, gate_decisions, gate_checks, decision_history, threshold_policies, decision_changes, "
-        "decision_commits.",
+        "cost_metrics, project_effects, evidence_strength, gate_decisions, gate_checks, decision_history, "
+        "threshold_policies, decision_changes, decision_commits.",
     )
     sql.add_argument("query", help='e.g. "SELECT decision, count(*) FROM gate_decisions GROUP BY ALL"')
     sql.add_argument("--format", choices=("table", "csv", "json", "markdown"), default="table")

@@ -14,22 +14,37 @@ import tomllib
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 from maml_evidence.gate import THRESHOLD_KEYS, PayloadValidationError, Problem
 from maml_evidence.gate.errors import Collector
-from maml_evidence.gate.thresholds import COST_PROFILE_KEYS, check_overrides, effective_settings
+from maml_evidence.gate.thresholds import (
+    COST_PROFILE_KEYS,
+    OPTIONAL_THRESHOLD_KEYS,
+    check_overrides,
+    effective_settings,
+)
 
 WHAT = "threshold policy"
 POLICY_KEYS: tuple[str, ...] = (*THRESHOLD_KEYS, *COST_PROFILE_KEYS)
 
 
-def effective_policy(values: dict[str, float | int]) -> dict[str, float | int]:
-    """The policy layer over the spec's defaults: every threshold key and the GPU price."""
+def effective_policy(values: Mapping[str, float | int | None]) -> dict[str, float | int | None]:
+    """The policy layer over the spec's defaults: every spec threshold key, the GPU price, and each optional
+    guard the policy switches on (a guard left off is not listed, so adding one to the gate changes no version).
+    """
     merged = effective_settings(values, {}, {}).values
-    return {key: (int(v) if key == "min_projects" else float(v)) for key, v in merged.items()}
+    return {
+        key: v if key in OPTIONAL_THRESHOLD_KEYS else (int(v) if key == "min_projects" else float(v))  # type: ignore[arg-type]
+        for key, v in merged.items()
+        if key not in OPTIONAL_THRESHOLD_KEYS or (v is not None and v is not False)
+    }
 
 
-def policy_version(values: dict[str, float | int]) -> str:
+def policy_version(values: Mapping[str, float | int | None]) -> str:
     canonical = json.dumps(effective_policy(values), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
@@ -38,7 +53,7 @@ def policy_version(values: dict[str, float | int]) -> str:
 class Policy:
     """A validated policy: the keys it sets, its version and where it came from."""
 
-    values: dict[str, float | int] = field(default_factory=dict)
+    values: dict[str, float | int | None] = field(default_factory=dict)
     source: str = "defaults (no thresholds.toml)"
 
     @cached_property
@@ -46,7 +61,7 @@ class Policy:
         return policy_version(self.values)
 
     @cached_property
-    def effective(self) -> dict[str, float | int]:
+    def effective(self) -> dict[str, float | int | None]:
         return effective_policy(self.values)
 
 

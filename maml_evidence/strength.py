@@ -2,8 +2,10 @@
 
 The gate decides on point estimates; this module measures how far those estimates can be trusted: a paired
 t-interval and two one-sided tests of the step reduction, the number of projects a test would need, and one-sided
-bounds of the accuracy regression against the policy's limit. It reads the gate's ``GateMetrics`` and ``Verdict``
-and never changes a decision.
+bounds of the accuracy regression against the policy's limit. It reads the gate's ``GateMetrics`` and ``Verdict``.
+It changes no decision by itself: ``evaluate_with_evidence`` measures first and hands the gate the two figures its
+optional ``evidence_strength`` check judges (a policy that sets ``require_strong_evidence``), and the grade's
+``strong`` is that same check.
 
 scipy (and numpy, which it brings) is imported inside the functions, never at module level: the gate core and
 ``maml-feasibility-gate`` stay standard-library only, and importing this module costs nothing until a figure is
@@ -13,19 +15,21 @@ computed.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple
 
-from maml_evidence.gate.decision import fmt
+from maml_evidence.gate import GateInputs, GateMetrics, Verdict, compute_metrics, effective_settings
+from maml_evidence.gate.decision import FIXED_LIMITS, evidence_check, fmt
 from maml_evidence.gate.payload import sample_sd
-from maml_evidence.gate.record import TYPE_CHECKING
-from maml_evidence.gate.report import _r, render_interpretation
+from maml_evidence.gate.report import _r, judge_metrics, render_interpretation
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-    from maml_evidence.gate import GateMetrics, Verdict
-    from maml_evidence.gate.metrics import ArmSummary
+    from maml_evidence.gate import SpikePayload, Thresholds
+    from maml_evidence.gate.metrics import ArmSummary, ProjectComparison
 
-ALPHA = 0.05  # one-sided tests and the two-sided interval's complement
+ALPHA = FIXED_LIMITS["significance_level"]  # one-sided tests and the two-sided interval's complement
 POWER_TARGET = 0.8
 POWER_MAX_PROJECTS = 10_000
 EXACT_MAX_PROJECTS = 20  # 2**20 sign assignments, about 8 MB of sums
@@ -108,47 +112,64 @@ def projects_for_power(effect: float, sd: float, target: float = POWER_TARGET) -
     return None
 
 
-def evidence_strength(
-    metrics: GateMetrics, verdict: Verdict, thresholds: Mapping[str, float | int]
-) -> dict[str, object]:
-    """The unrounded ``evidence`` section of a judged spike run (see the README, "How sure is each decision")."""
+@dataclass(frozen=True)
+class Figures:
+    """The policy-independent statistics of one spike run: what ``measure`` computes once per payload revision."""
+
+    names: list[str]
+    b: list[float]  # baseline steps to target per common project
+    d: list[float]  # step reductions d_i = b_i - c_i
+    r: list[float]  # final-accuracy regressions (pp), baseline minus candidate, unclipped
+    mean_d: float | None
+    sd_d: float | None
+    mean_b: float | None
+    ci_low: float | None
+    ci_high: float | None
+    t_p: float | None
+    flip_p: float | None
+    exact: bool
+    mean_r: float | None
+    upper: float | None
+    lower: float | None
+    why: tuple[str, ...]  # what is undefined, and why (for grade_reason)
+
+    @property
+    def step_reduction_p_value(self) -> float | None:
+        """What strong evidence asks to be below 0.05: the larger of the two one-sided p-values."""
+        return None if self.t_p is None or self.flip_p is None else max(self.t_p, self.flip_p)
+
+
+def regressions(rows: Sequence[ProjectComparison]) -> list[float]:
+    """Each common project's final-accuracy regression (pp): baseline minus candidate, unclipped."""
+    return [row.baseline_final_accuracy_pp - row.candidate_final_accuracy_pp for row in rows]
+
+
+def measure(metrics: GateMetrics) -> Figures:
+    """The paired tests, interval and accuracy bounds of a spike run (scipy); no threshold plays a part."""
     import warnings
 
     from scipy import stats
 
     rows = metrics.per_project
     n = len(rows)
-    names = [row.project for row in rows]
     b = [row.baseline_steps_to_target for row in rows]
     c = [row.candidate_steps_to_target for row in rows]
     d = [row.step_reduction for row in rows]
-    r = [row.baseline_final_accuracy_pp - row.candidate_final_accuracy_pp for row in rows]
-    max_regression = float(thresholds["max_mean_accuracy_regression_pp"])
-    min_relative = float(thresholds["min_relative_step_reduction"])
-    why: list[str] = []  # what is undefined, for grade_reason
-
-    mean_d = _mean(d) if n else None
+    r = regressions(rows)
+    why: list[str] = []
     sd_d = sample_sd(d) if n >= 2 else None
-    mean_b = _mean(b) if n else None
     ci_low = ci_high = t_p = None
-    projects_needed = None
     if n >= 2 and sd_d:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             interval = stats.ttest_rel(b, c).confidence_interval(1 - ALPHA)
             ci_low, ci_high = _finite(interval.low), _finite(interval.high)
             t_p = _finite(stats.ttest_rel(b, c, alternative="greater").pvalue)
-        projects_needed = projects_for_power(min_relative * (mean_b or 0.0), sd_d)
     elif n < 2:
         why.append(f"{n} project{'' if n == 1 else 's'} leave{'s' if n == 1 else ''} no spread to measure")
     else:
         why.append("every project's step reduction is the same, so the t-based figures are undefined")
-
-    def relative(value: float | None) -> float | None:
-        return value / mean_b if value is not None and mean_b else None
-
     flip_p, exact = sign_flip_p_value(d) if n else (None, True)
-
     mean_r = _mean(r) if n else None
     sd_r = sample_sd(r) if n >= 2 else None
     upper = lower = None
@@ -157,9 +178,82 @@ def evidence_strength(
         upper, lower = mean_r + half, mean_r - half
     elif n >= 2:
         why.append("every project's accuracy regression is the same, so its bounds are undefined")
-    if upper is not None and upper <= max_regression:
+    return Figures(
+        [row.project for row in rows],
+        b,
+        d,
+        r,
+        _mean(d) if n else None,
+        sd_d,
+        _mean(b) if n else None,
+        ci_low,
+        ci_high,
+        t_p,
+        flip_p,
+        exact,
+        mean_r,
+        upper,
+        lower,
+        tuple(why),
+    )
+
+
+def with_statistics(metrics: GateMetrics, figures: Figures) -> GateMetrics:
+    """``metrics`` whose gate inputs carry the figures the ``evidence_strength`` check judges."""
+    inputs = metrics.inputs.as_dict()
+    inputs["step_reduction_p_value"] = figures.step_reduction_p_value
+    inputs["upper95_regression_pp"] = figures.upper
+    return GateMetrics(**{**metrics.as_dict(), "inputs": GateInputs(**inputs)})
+
+
+class Judged(NamedTuple):
+    """A payload judged with its statistics: metrics (inputs measured), verdict, report (with its rounded
+    ``evidence`` section) and the unrounded section."""
+
+    metrics: GateMetrics
+    verdict: Verdict
+    report: dict[str, object]
+    evidence: dict[str, object]
+
+
+def evaluate_with_evidence(payload: SpikePayload, policy: Mapping[str, float | int | None] | None = None) -> Judged:
+    """The gate's decision with the statistics measured first, so a policy that requires strong evidence can
+    judge it, and the report's ``evidence`` section (what ``maml-evidence gate`` and the pipeline write)."""
+    plain = compute_metrics(payload)
+    figures = measure(plain)
+    metrics = with_statistics(plain, figures)
+    verdict, report = judge_metrics(payload, metrics, policy)
+    settings = effective_settings(policy, payload.threshold_overrides, payload.cost_overrides)
+    evidence = evidence_strength(metrics, verdict, settings.thresholds, figures)
+    report["evidence"] = _rounded(evidence)
+    return Judged(metrics, verdict, report, evidence)
+
+
+def evidence_strength(
+    metrics: GateMetrics, verdict: Verdict, thresholds: Thresholds, figures: Figures | None = None
+) -> dict[str, object]:
+    """The unrounded ``evidence`` section of a judged spike run (see the README, "How sure is each decision").
+
+    ``figures``: ``measure(metrics)`` when the caller has it already. The grade's ``strong`` is the gate's
+    ``evidence_strength`` check (``evidence_check``), whether or not the policy requires it.
+    """
+    f = figures if figures is not None else measure(metrics)
+    rows = metrics.per_project
+    n = len(rows)
+    names, d, r = f.names, f.d, f.r
+    min_relative = float(thresholds.min_relative_step_reduction)
+    projects_needed = None
+    if f.t_p is not None and f.sd_d:
+        projects_needed = projects_for_power(min_relative * (f.mean_b or 0.0), f.sd_d)
+
+    def relative(value: float | None) -> float | None:
+        return value / f.mean_b if value is not None and f.mean_b else None
+
+    strong = evidence_check(with_statistics(metrics, f).inputs, thresholds)
+    within_limit = next(c for c in strong.conditions if c.metric == "upper95_regression_pp").passed
+    if within_limit:  # the upper bound is within the policy's limit: the check's own condition
         accuracy_verdict = NON_INFERIOR
-    elif lower is not None and lower > max_regression:
+    elif f.lower is not None and f.lower > float(thresholds.max_mean_accuracy_regression_pp):
         accuracy_verdict = INFERIOR
     else:
         accuracy_verdict = INCONCLUSIVE
@@ -170,15 +264,15 @@ def evidence_strength(
         "projects": n,
         "step_reduction": {
             "per_project": dict(zip(names, d, strict=True)),
-            "mean": mean_d,
-            "sd": sd_d,
-            "ci95_low": ci_low,
-            "ci95_high": ci_high,
-            "relative_ci95_low": relative(ci_low),
-            "relative_ci95_high": relative(ci_high),
-            "t_p_value": t_p,
-            "sign_flip_p_value": flip_p,
-            "sign_flip_exact": exact,
+            "mean": f.mean_d,
+            "sd": f.sd_d,
+            "ci95_low": f.ci_low,
+            "ci95_high": f.ci_high,
+            "relative_ci95_low": relative(f.ci_low),
+            "relative_ci95_high": relative(f.ci_high),
+            "t_p_value": f.t_p,
+            "sign_flip_p_value": f.flip_p,
+            "sign_flip_exact": f.exact,
             "min_attainable_p_value": 2.0**-n if n else None,
             "projects_for_80pct_power": projects_needed,
             # beside the between-project sd above: each project's own spread over its seed replicates
@@ -189,9 +283,9 @@ def evidence_strength(
         },
         "accuracy": {
             "per_project_regression_pp": dict(zip(names, r, strict=True)),
-            "mean_regression_pp": mean_r,
-            "upper95_regression_pp": upper,
-            "lower95_regression_pp": lower,
+            "mean_regression_pp": f.mean_r,
+            "upper95_regression_pp": f.upper,
+            "lower95_regression_pp": f.lower,
             "verdict": accuracy_verdict,
             "worst_project": names[worst] if worst is not None else None,
             "worst_project_regression_pp": r[worst] if worst is not None else None,
@@ -203,9 +297,26 @@ def evidence_strength(
         },
         "smallest_gain_project": names[smallest] if smallest is not None else None,
     }
-    flags = verdict.flags()
-    evidence["grade"], evidence["grade_reason"] = _grade(evidence, flags, max_regression, why)
+    max_regression = float(thresholds.max_mean_accuracy_regression_pp)
+    evidence["grade"], evidence["grade_reason"] = _grade(
+        evidence, strong.passed, verdict.flags(), max_regression, list(f.why)
+    )
     return evidence
+
+
+def project_effects(metrics: GateMetrics) -> list[dict[str, object]]:
+    """Per common project: the step reduction, relative to the baseline's steps, and the accuracy regression."""
+    return [
+        {
+            "project": row.project,
+            "step_reduction": row.step_reduction,
+            "relative_step_reduction": (
+                row.step_reduction / row.baseline_steps_to_target if row.baseline_steps_to_target else None
+            ),
+            "accuracy_regression_pp": regression,
+        }
+        for row, regression in zip(metrics.per_project, regressions(metrics.per_project), strict=True)
+    ]
 
 
 def _reach(summary: ArmSummary) -> dict[str, object]:
@@ -213,8 +324,9 @@ def _reach(summary: ArmSummary) -> dict[str, object]:
 
 
 def _grade(
-    evidence: Mapping[str, object], flags: Mapping[str, bool], max_regression: float, why: list[str]
+    evidence: Mapping[str, object], strong: bool, flags: Mapping[str, bool], max_regression: float, why: list[str]
 ) -> tuple[str, str]:
+    """The grade and its sentence; ``strong`` is the outcome of the gate's ``evidence_strength`` conditions."""
     step: Mapping[str, object] = evidence["step_reduction"]  # type: ignore[assignment]
     acc: Mapping[str, object] = evidence["accuracy"]  # type: ignore[assignment]
     n = int(evidence["projects"])  # type: ignore[call-overload]
@@ -229,7 +341,7 @@ def _grade(
     )
     both_significant = isinstance(t_p, float) and t_p < ALPHA and isinstance(flip_p, float) and flip_p < ALPHA
     unreached: list[str] = evidence["reach"]["candidate"]["unreached_projects"]  # type: ignore[index]
-    if both_significant and acc["verdict"] == NON_INFERIOR and not unreached:
+    if strong:
         return STRONG, f"Strong: over {n} projects {p_text}, both below 0.05, and {acc_text}."
     point_ok = flags.get("effectiveness_ok", False) and flags.get("accuracy_ok", False)
     shortfalls = []
@@ -275,10 +387,10 @@ def _rounded(value: object) -> object:
 
 
 def evidence_section(
-    metrics: GateMetrics, verdict: Verdict, thresholds: Mapping[str, float | int]
+    metrics: GateMetrics, verdict: Verdict, thresholds: Thresholds, figures: Figures | None = None
 ) -> dict[str, object]:
     """``evidence_strength`` rounded for reading as the report rounds every number (4 decimals)."""
-    return _rounded(evidence_strength(metrics, verdict, thresholds))  # type: ignore[return-value]
+    return _rounded(evidence_strength(metrics, verdict, thresholds, figures))  # type: ignore[return-value]
 
 
 def render_evidence(report: Mapping[str, object]) -> str:

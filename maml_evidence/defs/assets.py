@@ -8,7 +8,7 @@ from typing import Any
 
 import dagster as dg
 
-from maml_evidence.defs.metadata import add_partition_metadata, column_schema, markdown_table
+from maml_evidence.defs.metadata import add_partition_metadata, column_schema, evidence_metadata, markdown_table
 from maml_evidence.defs.partitions import spike_runs
 from maml_evidence.defs.resources import EvidenceStoreResource
 from maml_evidence.gate import render_interpretation
@@ -175,8 +175,9 @@ def decision_report(context: dg.AssetExecutionContext, evidence: EvidenceStoreRe
             "report_path": dg.MetadataValue.path(str(store.home.report_dir(e.spike_run_id) / "report.json")),
             # the decision's reading stays short enough to show inline; how sure it is comes beside it
             "preview": dg.MetadataValue.md(render_interpretation(e.report)),
-            "evidence_grade": str(e.report["evidence"]["grade"]),  # type: ignore[index]
             "evidence": dg.MetadataValue.md(render_evidence(e.report).strip()),
+            # the grade, the intervals and the p-values, each its own entry (plottable across partitions)
+            **evidence_metadata(e.report.get("evidence")),  # type: ignore[arg-type]
         }
     add_partition_metadata(context, by_partition)
     return dg.MaterializeResult(

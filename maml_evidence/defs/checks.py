@@ -15,10 +15,11 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
 )
 
 from maml_evidence.defs.assets import accuracy_metrics, adaptation_metrics, cost_metrics, decision_report
+from maml_evidence.defs.metadata import evidence_metadata
 from maml_evidence.defs.partitions import spike_runs
 from maml_evidence.defs.resources import EvidenceStoreResource
-from maml_evidence.gate import Verdict
-from maml_evidence.gate.decision import ALL, CHECK_TABLE, CheckSpec
+from maml_evidence.gate import GateInputs, Thresholds, Verdict
+from maml_evidence.gate.decision import ALL, CHECK_TABLE, EVIDENCE_CHECK, CheckResult, CheckSpec, evidence_check
 from maml_evidence.store.schema import TABLES
 
 
@@ -73,7 +74,35 @@ def _judged_asset(spec: CheckSpec) -> dg.AssetsDefinition:
 def _describe(spec: CheckSpec) -> str:
     joiner = " and " if spec.combine == ALL else " or "
     rule = joiner.join(f"{c.metric} {c.operator} {c.threshold_key}" for c in spec.conditions)
-    return f"Passes when {rule}. When it is the first check to fail, the decision is {spec.on_fail}."
+    if spec is EVIDENCE_CHECK:
+        return (
+            f"Passes when the evidence is strong ({rule}); WARN otherwise. Only when the policy sets "
+            f"{spec.enabled_by} does a failure decide: {spec.on_fail}."
+        )
+    described = f"Passes when {rule}. When it is the first check to fail, the decision is {spec.on_fail}."
+    if spec.enabled_by is not None:
+        described += f" Checked only where {spec.enabled_by} is set (policy or payload)."
+    return described
+
+
+class Judged(NamedTuple):
+    """One spike run as the gate judged it: the verdict, the inputs and thresholds behind it, its evidence section."""
+
+    verdict: Verdict
+    inputs: GateInputs
+    thresholds: Thresholds
+    evidence: Mapping[str, Any] | None = None
+
+
+def _core_result(spec: GateCheck, judged: Judged) -> tuple[CheckResult | None, str]:
+    """The core check's result and a note: it ran, or (optional) it did not and why."""
+    found = next((c for c in judged.verdict.checks if c.name == spec.core_check), None)
+    if found is not None:
+        return found, ""
+    if spec.core_check == EVIDENCE_CHECK.name:  # shown whether or not the policy requires it
+        return evidence_check(judged.inputs, judged.thresholds), f"not required ({EVIDENCE_CHECK.enabled_by} is off)"
+    setting = next(c.enabled_by for c in CHECK_TABLE if c.name == spec.core_check)
+    return None, f"not checked: {setting} is not set (policy or payload)"
 
 
 # One Dagster check per row of the gate's check table (same name, on the asset that measures it), and the decision.
@@ -86,11 +115,16 @@ GATE_CHECK_SPECS = (
 def check_evaluation(
     spec: GateCheck,
     spike_run_id: str,
-    verdict: Verdict,
+    judged: Judged,
     policy_version: str,
     target: AssetCheckEvaluationTargetMaterializationData | None,
 ) -> dg.AssetCheckEvaluation:
-    """One check's result for one spike run: observed values and thresholds as metadata, WARN when failing."""
+    """One check's result for one spike run: observed values and thresholds as metadata, WARN when failing.
+
+    An optional check the settings leave off passes with a note; ``evidence_strength`` always says whether the
+    evidence is strong (WARN unless it is), and carries the grade and the intervals of the evidence section.
+    """
+    verdict = judged.verdict
     metadata: dict[str, Any] = {"decision": verdict.decision, "policy_version": policy_version}
     if spec.core_check is None:
         # the decision: observed values and thresholds of the check that settled it (all checks when enabled)
@@ -99,13 +133,18 @@ def check_evaluation(
         metadata["reasons"] = "\n".join(verdict.reasons)
         shown = [c for c in verdict.checks if c.name == verdict.failed_check] or list(verdict.checks)
     else:
-        result = next(c for c in verdict.checks if c.name == spec.core_check)
-        passed = result.passed
-        metadata["reason"] = result.reason
-        shown = [result]
+        result, note = _core_result(spec, judged)
+        passed = result.passed if result is not None else True
+        metadata["reason"] = result.reason if result is not None else note
+        if note:
+            metadata["note"] = note
+        shown = [result] if result is not None else []
+    if spec.core_check == EVIDENCE_CHECK.name:
+        metadata.update(evidence_metadata(judged.evidence))
     for check in shown:
         for c in check.conditions:
-            metadata[f"observed_{c.metric}"] = float(c.observed)
+            if c.observed is not None:
+                metadata[f"observed_{c.metric}"] = float(c.observed)
             metadata[f"threshold_{c.threshold_key}"] = float(c.threshold)
     return dg.AssetCheckEvaluation(
         asset_key=spec.asset.key,
@@ -129,20 +168,21 @@ def _gate_check(spec: GateCheck) -> dg.AssetChecksDefinition:
         keys = list(context.op_execution_context.partition_keys)
         targets = latest_materializations(context.instance, spec.asset.key, keys)
         for e in store.evaluate_each(keys)[0]:
-            yield check_evaluation(spec, e.spike_run_id, e.verdict, e.policy.version, targets.get(e.spike_run_id))
+            judged = Judged(e.verdict, e.metrics.inputs, e.settings.thresholds, e.report.get("evidence"))  # type: ignore[arg-type]
+            yield check_evaluation(spec, e.spike_run_id, judged, e.policy.version, targets.get(e.spike_run_id))
         yield dg.Output(None)
 
     return _check
 
 
-def record_check_results(instance: dg.DagsterInstance, verdicts: Mapping[str, Verdict], policy_version: str) -> int:
+def record_check_results(instance: dg.DagsterInstance, judged: Mapping[str, Judged], policy_version: str) -> int:
     """Re-record every gate check of these spike runs outside a run (after a re-evaluation changed them)."""
     count = 0
     for spec in GATE_CHECK_SPECS:
-        targets = latest_materializations(instance, spec.asset.key, list(verdicts))
-        for run_id, verdict in verdicts.items():
+        targets = latest_materializations(instance, spec.asset.key, list(judged))
+        for run_id, one in judged.items():
             instance.report_runless_asset_event(
-                check_evaluation(spec, run_id, verdict, policy_version, targets.get(run_id))
+                check_evaluation(spec, run_id, one, policy_version, targets.get(run_id))
             )
             count += 1
     return count

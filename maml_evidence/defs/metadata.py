@@ -67,3 +67,33 @@ def _record_in_one_step(context: dg.AssetExecutionContext, by_partition: Mapping
         handle = AssetMetadataHandle(asset_key=asset_key, partition_key=partition_key)
         merged[handle] = {**merged.get(handle, {}), **metadata}
     step._metadata_accumulator = OutputMetadataAccumulator(per_output_metadata=merged)  # noqa: SLF001
+
+
+# The figures of a report's evidence section shown beside its grade (see the README, "How sure is each decision").
+EVIDENCE_FIGURES = (
+    ("step_reduction", "ci95_low"),
+    ("step_reduction", "ci95_high"),
+    ("step_reduction", "relative_ci95_low"),
+    ("step_reduction", "relative_ci95_high"),
+    ("step_reduction", "t_p_value"),
+    ("step_reduction", "sign_flip_p_value"),
+    ("step_reduction", "projects_for_80pct_power"),
+    ("accuracy", "upper95_regression_pp"),
+    ("accuracy", "lower95_regression_pp"),
+    ("accuracy", "verdict"),
+)
+
+
+def evidence_metadata(evidence: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The grade, its reason and the intervals and p-values of an evidence section, as metadata entries."""
+    if not evidence:
+        return {}
+    found: dict[str, Any] = {
+        "evidence_grade": str(evidence.get("grade")),
+        "evidence_grade_reason": str(evidence.get("grade_reason")),
+    }
+    for part, key in EVIDENCE_FIGURES:
+        value = (evidence.get(part) or {}).get(key)
+        if value is not None:  # undefined figures are left out, not shown as null
+            found[f"evidence_{part}_{key}"] = value
+    return found

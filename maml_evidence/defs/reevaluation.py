@@ -5,7 +5,7 @@ from typing import Any
 import dagster as dg
 
 from maml_evidence.defs.assets import OWNERS, decision_report
-from maml_evidence.defs.checks import record_check_results
+from maml_evidence.defs.checks import Judged, record_check_results
 from maml_evidence.defs.metadata import markdown_table
 from maml_evidence.defs.resources import EvidenceStoreResource
 from maml_evidence.defs.runs import fail_dead_runs
@@ -70,8 +70,11 @@ def decision_reevaluation(
             )
         )
         if len(result.changes) <= MAX_CHECK_RERECORDS:
-            verdicts = result.changed_verdicts()
-            metadata["check_results_rerecorded"] = record_check_results(context.instance, verdicts, policy.version)
+            judged = {
+                run_id: Judged(verdict, inputs, settings.thresholds)
+                for run_id, (verdict, inputs, settings) in result.changed_judgements().items()
+            }
+            metadata["check_results_rerecorded"] = record_check_results(context.instance, judged, policy.version)
         else:
             context.log.warning(
                 f"{len(result.changes)} decisions changed; per-partition check results are not re-recorded "

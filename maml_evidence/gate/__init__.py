@@ -6,6 +6,7 @@ from maml_evidence.gate.decision import (
     CHECKS,
     DECISIONS,
     ENABLE,
+    SPEC_CHECK_NAMES,
     CheckResult,
     CheckSpec,
     Condition,
@@ -22,6 +23,7 @@ from maml_evidence.gate.payload import SpikePayload, validate_payload
 from maml_evidence.gate.report import evaluate_feasibility, evaluate_payload, render_interpretation
 from maml_evidence.gate.thresholds import (
     DEFAULT_GPU_HOUR_USD,
+    SPEC_THRESHOLD_KEYS,
     THRESHOLD_KEYS,
     Settings,
     Thresholds,
@@ -37,6 +39,8 @@ __all__ = [
     "DEFAULT_GPU_HOUR_USD",
     "ENABLE",
     "MAX_NUMBER",
+    "SPEC_CHECK_NAMES",
+    "SPEC_THRESHOLD_KEYS",
     "THRESHOLD_KEYS",
     "CheckResult",
     "CheckSpec",

@@ -66,6 +66,13 @@ class GateInputs(Record):
     mean_accuracy_regression_pp: float
     extra_training_minutes: float
     training_overhead_pct: float
+    # Judged only by the optional guards (issue 11); a report of the spec's checks never shows them.
+    worst_project_accuracy_regression_pp: float = 0.0  # the largest per-project regression (0 when none)
+    worst_accuracy_project: str | None = None  # its project (first of equals, baseline order)
+    candidate_unreached_projects: int = 0  # common projects the candidate never reached target on
+    # From the statistics (maml_evidence.strength); None where not measured (maml-feasibility-gate) or undefined.
+    step_reduction_p_value: float | None = None  # the larger of the t-test and sign-flip one-sided p-values
+    upper95_regression_pp: float | None = None  # one-sided 95% upper bound of the mean accuracy regression
 
 
 class GateMetrics(Record):
@@ -156,6 +163,7 @@ def compute_metrics(payload: SpikePayload) -> GateMetrics:
     base_finals: list[float] = []
     cand_finals: list[float] = []
     plain = base.plain and cand.plain  # then every project is reached and has no replicates: no need to look
+    worst_lost, worst_project = -FLOAT_MAX, None  # the largest final-accuracy loss, first of equals
     b_reached, c_reached, b_count, c_count, b_steps_sd, c_steps_sd, b_final_sd, c_final_sd = PLAIN_EXTENSIONS
     for b in base.projects:
         c = candidate_by_name.get(b.project)
@@ -164,6 +172,8 @@ def compute_metrics(payload: SpikePayload) -> GateMetrics:
         b_steps, c_steps = b.steps_to_target, c.steps_to_target
         b_final, c_final = b.final_accuracy * factor, c.final_accuracy * factor
         reduction, lost = b_steps - c_steps, b_final - c_final
+        if lost > worst_lost or worst_project is None:
+            worst_lost, worst_project = lost, b.project
         base_steps.append(b_steps)
         cand_steps.append(c_steps)
         reductions.append(reduction)
@@ -219,6 +229,11 @@ def compute_metrics(payload: SpikePayload) -> GateMetrics:
         regression if regression > 0.0 else 0.0,
         extra,
         overhead,
+        worst_lost if worst_lost > 0.0 else 0.0,
+        worst_project,
+        len(cand_unreached),
+        None,  # the statistics are measured by maml_evidence.strength (``with_statistics``)
+        None,
     )
     common = tuple([row.project for row in rows])
     baseline_names = tuple([p.project for p in base.projects])

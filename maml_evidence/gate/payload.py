@@ -68,8 +68,8 @@ class SpikePayload(Record):
     baseline: ArmRun
     candidate: ArmRun
     score_scale: str
-    threshold_overrides: dict[str, float | int]
-    cost_overrides: dict[str, float | int]
+    threshold_overrides: dict[str, float | int | None]
+    cost_overrides: dict[str, float | int | None]
     extras: dict[str, object]
 
 

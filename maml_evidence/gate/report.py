@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from maml_evidence.gate.decision import Verdict, fmt, judge_observed, observed_values, pct
+from maml_evidence.gate.decision import Verdict, fixed_texts, fmt, judge_observed, observed_values, pct, plan
 from maml_evidence.gate.errors import show
 from maml_evidence.gate.metrics import ArmSummary, GateMetrics, compute_metrics
 from maml_evidence.gate.payload import SpikePayload, validate_payload
 from maml_evidence.gate.record import TYPE_CHECKING
-from maml_evidence.gate.thresholds import THRESHOLD_KEYS, Settings, effective_settings
+from maml_evidence.gate.thresholds import Settings, effective_settings
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -53,7 +53,7 @@ def _per_project(metrics: GateMetrics) -> list[dict[str, object]]:
     ]
 
 
-def _check_details(verdict: Verdict, shown: Mapping[str, float]) -> dict[str, object]:
+def _check_details(verdict: Verdict, shown: Mapping[str, float | None]) -> dict[str, object]:
     details: dict[str, object] = {}
     for check in verdict.checks:  # loops, not nested comprehensions: each comprehension is a function call
         conditions = []
@@ -77,7 +77,7 @@ def build_report(
     metrics: GateMetrics,
     verdict: Verdict,
     settings: Settings,
-    fixed: Mapping[str, str],
+    fixed: Mapping[str, str | None],
 ) -> dict[str, object]:
     """Assemble the report; every number a reader needs to see why the decision was made.
 
@@ -90,14 +90,15 @@ def build_report(
         reasons.append(missed_targets_reason(metrics.missed_targets))
     # Every metric a check observes, rounded once (``_r``'s rule, read back from the same four-decimal text):
     # the comparison, the cost and the checks show the same number.
-    shown = {name: float(text) for name, text in fixed.items()}
+    shown = {name: None if text is None else float(text) for name, text in fixed.items()}
+    in_force = settings.in_force()
     report: dict[str, object] = {
         "decision": verdict.decision,
         "maml_recommended": verdict.maml_recommended,
         "failed_check": verdict.failed_check,
         "score_scale": payload.score_scale,
-        "thresholds": {key: values[key] for key in THRESHOLD_KEYS},
-        "threshold_sources": {key: sources[key] for key in THRESHOLD_KEYS},
+        "thresholds": {key: values[key] for key in in_force},
+        "threshold_sources": {key: sources[key] for key in in_force},
         "project_alignment": {
             "baseline_projects": list(metrics.baseline_projects),
             "candidate_projects": list(metrics.candidate_projects),
@@ -139,18 +140,25 @@ def missed_targets_reason(projects: Sequence[str]) -> str:
 
 
 def evaluate_payload(
-    payload: SpikePayload, policy: Mapping[str, float | int] | None = None
+    payload: SpikePayload, policy: Mapping[str, float | int | None] | None = None
 ) -> tuple[GateMetrics, Verdict, dict[str, object]]:
     """Metrics, verdict and report for an already validated payload."""
     metrics = compute_metrics(payload)
+    return (metrics, *judge_metrics(payload, metrics, policy))
+
+
+def judge_metrics(
+    payload: SpikePayload, metrics: GateMetrics, policy: Mapping[str, float | int | None] | None = None
+) -> tuple[Verdict, dict[str, object]]:
+    """Verdict and report over metrics already computed (``maml_evidence.strength`` adds its statistics first)."""
     settings = effective_settings(policy, payload.threshold_overrides, payload.cost_overrides)
     observed = observed_values(metrics.inputs, settings.gpu_hour_usd)  # once, for the checks and the report
-    fixed = {name: f"{value:.4f}" for name, value in observed.items()}  # one conversion: sentences, report
+    fixed = fixed_texts(observed, plan(settings.thresholds).shown)  # one conversion: sentences, report
     verdict = judge_observed(observed, settings.thresholds, settings.gpu_hour_usd, fixed)
-    return metrics, verdict, build_report(payload, metrics, verdict, settings, fixed)
+    return verdict, build_report(payload, metrics, verdict, settings, fixed)
 
 
-def evaluate_feasibility(payload: object, policy: Mapping[str, float | int] | None = None) -> dict[str, object]:
+def evaluate_feasibility(payload: object, policy: Mapping[str, float | int | None] | None = None) -> dict[str, object]:
     """Validate a spike payload and return its decision report (raises ``PayloadValidationError``)."""
     return evaluate_payload(validate_payload(payload), policy)[2]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from maml_evidence.gate.errors import Collector
 from maml_evidence.gate.record import TYPE_CHECKING, Record
-from maml_evidence.gate.values import number, show_limit
+from maml_evidence.gate.values import MAX_NUMBER, number, show_limit
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -12,7 +12,11 @@ if TYPE_CHECKING:
 
 
 class Thresholds(Record):
-    """The eight gate thresholds; defaults are the spec's (AFR-141)."""
+    """The gate thresholds: the spec's eight (AFR-141, with its defaults), then the optional guards of issue 11.
+
+    An optional guard is off by default, and a report shows it only where a policy or payload sets it, so a
+    spec payload judged under the spec's defaults gets the spec's report.
+    """
 
     min_projects: int = 3
     trigger_mean_steps: float = 4.0
@@ -22,18 +26,30 @@ class Thresholds(Record):
     max_mean_accuracy_regression_pp: float = 1.0
     max_training_overhead_pct: float = 50.0
     max_extra_gpu_cost_usd_per_run: float = 2.0
+    # worst single project's final-accuracy loss (pp); None: not checked
+    max_project_accuracy_regression_pp: float | None = None
+    # enable_maml only with strong evidence (else collect_more_evidence)
+    require_strong_evidence: bool = False
 
 
 DEFAULT_GPU_HOUR_USD = 2.5
 THRESHOLD_KEYS: tuple[str, ...] = Thresholds._fields
+OPTIONAL_THRESHOLD_KEYS: frozenset[str] = frozenset({"max_project_accuracy_regression_pp", "require_strong_evidence"})
+NULLABLE_KEYS: frozenset[str] = frozenset({"max_project_accuracy_regression_pp"})  # null: not checked
+SPEC_THRESHOLD_KEYS: tuple[str, ...] = tuple(key for key in THRESHOLD_KEYS if key not in OPTIONAL_THRESHOLD_KEYS)
 COST_PROFILE_KEYS: tuple[str, ...] = ("gpu_hour_usd",)
 SETTING_KEYS: tuple[str, ...] = (*THRESHOLD_KEYS, *COST_PROFILE_KEYS)
 DEFAULT_THRESHOLDS = Thresholds()
-DEFAULT_SETTING_VALUES: dict[str, float | int] = {**DEFAULT_THRESHOLDS.as_dict(), "gpu_hour_usd": DEFAULT_GPU_HOUR_USD}
+DEFAULT_SETTING_VALUES: dict[str, float | int | None] = {
+    **DEFAULT_THRESHOLDS.as_dict(),
+    "gpu_hour_usd": DEFAULT_GPU_HOUR_USD,
+}
 # A count of projects; the bound keeps it far inside the int64 column it is stored in.
 MAX_MIN_PROJECTS = 1_000_000
 MIN_PROJECTS_WHAT = f"a whole number between 0 and {show_limit(MAX_MIN_PROJECTS)}"
 FRACTION_WHAT = "a fraction between 0 and 1 (0.25 means 25%)"
+BOOLEAN_WHAT = "true or false"
+OPTIONAL_PP_WHAT = f"a number of percentage points between 0 and {show_limit(MAX_NUMBER)}, or null (not checked)"
 
 
 class Settings(Record):
@@ -45,12 +61,26 @@ class Settings(Record):
 
     thresholds: Thresholds
     gpu_hour_usd: float
-    values: dict[str, float | int]
+    values: dict[str, float | int | None]
     sources: dict[str, str]
+
+    def in_force(self) -> tuple[str, ...]:
+        """The threshold keys a report shows: the spec's, and each optional guard a policy or payload sets."""
+        sources = self.sources
+        if sources["max_project_accuracy_regression_pp"] == sources["require_strong_evidence"] == "default":
+            return SPEC_THRESHOLD_KEYS  # the common case, without a loop over every key
+        return tuple(key for key in THRESHOLD_KEYS if key not in OPTIONAL_THRESHOLD_KEYS or sources[key] != "default")
 
 
 def check_threshold_value(key: str, raw: object, path: str, errors: Collector) -> float | int | None:
     """Validate one threshold value; returns the clean value or None (with a problem recorded)."""
+    if key == "require_strong_evidence":
+        if type(raw) is bool:
+            return raw
+        errors.expected(path, BOOLEAN_WHAT, raw)
+        return None
+    if key == "max_project_accuracy_regression_pp":
+        return number(raw, path, errors, what=OPTIONAL_PP_WHAT)
     if key == "min_projects":
         value = number(raw, path, errors, maximum=MAX_MIN_PROJECTS, what=MIN_PROJECTS_WHAT)
         if value is None:
@@ -64,18 +94,23 @@ def check_threshold_value(key: str, raw: object, path: str, errors: Collector) -
     return number(raw, path, errors)
 
 
-def check_overrides(raw: object, path: str, valid_keys: tuple[str, ...], errors: Collector) -> dict[str, float | int]:
+def check_overrides(
+    raw: object, path: str, valid_keys: tuple[str, ...], errors: Collector
+) -> dict[str, float | int | None]:
     """Validate an override object (``thresholds`` or ``cost_profile``): known keys, clean values."""
     if raw is None:
         return {}
     if not isinstance(raw, dict):
         errors.expected(path, "an object", raw)
         return {}
-    clean: dict[str, float | int] = {}
+    clean: dict[str, float | int | None] = {}
     for key, value in raw.items():
         key_path = f"{path}.{key}" if path else str(key)
         if key not in valid_keys:
             errors.add(key_path, f"unknown key {key!r}; valid keys are: {', '.join(valid_keys)}")
+            continue
+        if value is None and key in NULLABLE_KEYS:  # a guard switched off (say, one a policy set)
+            clean[key] = None
             continue
         if key == "gpu_hour_usd":
             checked = number(value, key_path, errors)
@@ -87,9 +122,9 @@ def check_overrides(raw: object, path: str, valid_keys: tuple[str, ...], errors:
 
 
 def effective_settings(
-    policy: Mapping[str, float | int] | None,
-    payload_thresholds: Mapping[str, float | int],
-    payload_cost: Mapping[str, float | int],
+    policy: Mapping[str, float | int | None] | None,
+    payload_thresholds: Mapping[str, float | int | None],
+    payload_cost: Mapping[str, float | int | None],
 ) -> Settings:
     """The one rule for what a spike run is judged under: default < policy < the payload's own overrides.
 

@@ -40,7 +40,13 @@ def view_definitions(home: EvidenceHome) -> dict[str, str]:
 
 
 def _marker(home: EvidenceHome) -> dict[str, object]:
-    return {"version": CATALOG_VERSION, "root": str(home.root), "views": view_definitions(home)}
+    return {
+        "version": CATALOG_VERSION,
+        "root": str(home.root),
+        "views": view_definitions(home),
+        # a declared column added or changed: the schema files are rewritten before the views (refresh_schemas)
+        "columns": {name: [f"{c.name} {c.type}" for c in table.columns] for name, table in TABLES.items()},
+    }
 
 
 def ensure_store(home: EvidenceHome) -> None:
@@ -60,6 +66,7 @@ def ensure_store(home: EvidenceHome) -> None:
     with file_lock(home.locks / "catalog.lock"):
         if home.catalog.exists() and _read_marker(marker_path) == wanted:
             return
+        ParquetTables(home).refresh_schemas()
         try:
             connection = duckdb.connect(str(home.catalog))
         except duckdb.IOException as exc:

@@ -2,8 +2,8 @@
 
 A batch of decisions is recorded in five steps, and a process may die after any of them:
 
-1. rows: ``gate_checks``, ``gate_decisions``, ``decision_history`` and ``decision_changes`` files carrying the
-   batch id (any number of files, from any number of forked workers);
+1. rows: ``gate_checks``, ``gate_decisions``, ``decision_history``, ``decision_changes`` and
+   ``evidence_strength`` files carrying the batch id (any number of files, from any number of forked workers);
 2. journal: ``journal/<batch>.json`` names the batch and the spike runs whose report files it rewrites;
 3. commit: one ``decision_commits`` row, renamed into place, makes every row of the batch visible at once;
 4. reports: ``interpretation.md``, then ``report.json`` (the completion marker) of each spike run in the journal;
@@ -45,6 +45,7 @@ class DecisionRows:
     checks: list[Row] = field(default_factory=list)
     history: list[Row] = field(default_factory=list)
     changes: list[Row] = field(default_factory=list)
+    evidence: list[Row] = field(default_factory=list)  # evidence_strength rows (their grade is judged too)
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,9 @@ def write_rows(store: EvidenceStore, batch: str, rows: DecisionRows, *, compact:
     if rows.changes:
         changed = [str(row["spike_run_id"]) for row in rows.changes]
         tables.write("decision_changes", rows.changes, changed, compact=compact, batch=batch)
+    if rows.evidence:
+        measured = [str(row["spike_run_id"]) for row in rows.evidence]
+        tables.write("evidence_strength", rows.evidence, measured, compact=compact, batch=batch)
 
 
 def commit(

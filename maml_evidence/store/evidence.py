@@ -8,6 +8,7 @@ import traceback
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 
 import duckdb
@@ -15,9 +16,10 @@ import duckdb
 from maml_evidence.gate import (
     GateMetrics,
     PayloadValidationError,
+    Settings,
     SpikePayload,
     Verdict,
-    evaluate_payload,
+    effective_settings,
     parse_payload_text,
     validate_payload,
 )
@@ -29,7 +31,7 @@ from maml_evidence.store.files import atomic_write_bytes, atomic_write_text
 from maml_evidence.store.home import EvidenceHome, StoreError
 from maml_evidence.store.registry import PayloadRegistry, Revision
 from maml_evidence.store.tables import Damage, ParquetTables, new_batch_id
-from maml_evidence.strength import evidence_section, interpretation_with_evidence
+from maml_evidence.strength import evaluate_with_evidence, interpretation_with_evidence
 
 INGEST, REPLACE, REEVALUATION = "ingest", "replace", "re-evaluation"
 LOG = logging.getLogger("maml_evidence")
@@ -53,21 +55,27 @@ class Evaluation:
     verdict: Verdict
     report: dict[str, object]
     policy: Policy
+    evidence: dict[str, object]  # the unrounded evidence section (the report holds it rounded)
 
     @property
     def trigger(self) -> str:
         return REPLACE if self.revision.revision > 1 else INGEST
 
+    @cached_property
+    def settings(self) -> Settings:
+        """The thresholds and GPU price it was judged under, and where each came from (the gate's one rule)."""
+        payload = self.payload
+        return effective_settings(self.policy.values, payload.threshold_overrides, payload.cost_overrides)
+
     @property
-    def thresholds(self) -> dict[str, float | int]:
-        """The effective thresholds it was judged under."""
-        return self.report["thresholds"]  # type: ignore[return-value]
+    def thresholds(self) -> dict[str, float | int | None]:
+        """Every effective threshold it was judged under (a report shows the optional ones only when set)."""
+        return self.settings.thresholds.as_dict()
 
     @property
     def sources(self) -> dict[str, str]:
         """Per threshold key and the GPU price: default, policy or payload."""
-        price = self.report["cost"]["assumptions"]["gpu_hour_usd_source"]  # type: ignore[index]
-        return {**self.report["threshold_sources"], "gpu_hour_usd": price}  # type: ignore[dict-item]
+        return self.settings.sources
 
 
 class EvidenceStore:
@@ -234,7 +242,8 @@ class EvidenceStore:
 
     def _evaluate_one(self, run_id: str, policy: Policy) -> Evaluation:
         revision, payload = self.load(run_id)
-        metrics, verdict, report = evaluate_payload(payload, policy.values)
+        # the statistics first (scipy, imported on the first evaluation of a process): the gate may judge them
+        metrics, verdict, report, evidence = evaluate_with_evidence(payload, policy.values)
         report["provenance"] = {
             "spike_run_id": run_id,
             "revision": revision.revision,
@@ -243,9 +252,7 @@ class EvidenceStore:
             "policy_version": policy.version,
             "policy_source": policy.source,
         }
-        # how sure the decision is (scipy, imported on the first evaluation of a process)
-        report["evidence"] = evidence_section(metrics, verdict, report["thresholds"])  # type: ignore[arg-type]
-        return Evaluation(run_id, revision, payload, metrics, verdict, report, policy)
+        return Evaluation(run_id, revision, payload, metrics, verdict, report, policy, evidence)
 
     # -- writers, one per asset ---------------------------------------------------------------------------
     def write_spike_runs(self, evaluations: Sequence[Evaluation]) -> Path | None:
@@ -260,6 +267,8 @@ class EvidenceStore:
     def write_adaptation(self, evaluations: Sequence[Evaluation]) -> tuple[Path | None, Path | None]:
         detail = [r for e in evaluations for r in rows.adaptation_rows(e.spike_run_id, e.metrics)]
         summary = [rows.adaptation_summary_row(e.spike_run_id, e.metrics) for e in evaluations]
+        effects = [r for e in evaluations for r in rows.project_effect_rows(e.spike_run_id, e.metrics)]
+        self._write("project_effects", effects, evaluations)
         return self._write("adaptation_metrics", detail, evaluations), self._write(
             "adaptation_summary", summary, evaluations
         )
@@ -301,7 +310,12 @@ class EvidenceStore:
         """
         with decisions_lock(self):
             now = datetime.now(UTC)
-            built: dict[str, list[rows.Row]] = {"gate_decisions": [], "gate_checks": [], "decision_history": []}
+            built: dict[str, list[rows.Row]] = {
+                "gate_decisions": [],
+                "gate_checks": [],
+                "decision_history": [],
+                "evidence_strength": [],
+            }
             for e in evaluations:
                 built["gate_decisions"].append(
                     rows.decision_row(
@@ -318,13 +332,21 @@ class EvidenceStore:
                 built["decision_history"].append(
                     rows.history_row(e.spike_run_id, e.revision.revision, e.verdict, e.policy.version, e.trigger, now)
                 )
+                built["evidence_strength"].append(
+                    rows.evidence_row(e.spike_run_id, e.evidence, e.metrics.inputs, e.policy.version, now)
+                )
             committed = self._storable(evaluations, built)
             if not committed:
                 return []
             keep = {e.spike_run_id for e in committed}
             batch = new_batch_id()
             kept = {table: [r for r in table_rows if r["spike_run_id"] in keep] for table, table_rows in built.items()}
-            decision_rows = DecisionRows(kept["gate_decisions"], kept["gate_checks"], kept["decision_history"])
+            decision_rows = DecisionRows(
+                kept["gate_decisions"],
+                kept["gate_checks"],
+                kept["decision_history"],
+                evidence=kept["evidence_strength"],
+            )
             write_rows(self, batch, decision_rows)
             for policy in {e.policy.version: e.policy for e in committed}.values():
                 self.record_policy(policy)

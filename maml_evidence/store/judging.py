@@ -9,7 +9,7 @@ differential tests compare every decision, check and sentence with the scalar ga
 
 from __future__ import annotations
 
-from maml_evidence.gate.decision import ALL, CHECK_TABLE, ENABLE, FRACTIONS, GLYPHS, CheckSpec
+from maml_evidence.gate.decision import ALL, CHECK_TABLE, ENABLE, FRACTIONS, GLYPHS, LABELS, UNDEFINED, CheckSpec
 
 # ``fmt`` of the gate core, in SQL, in two steps so that each value is printed once: printf's %.4f rounds the
 # binary value exactly as Python's format does; then trailing zeros and the point go, and "-0" reads "0".
@@ -23,17 +23,21 @@ MACROS = (
 def shown_columns(names: list[str]) -> tuple[str, str]:
     """Two projections that add ``shown_<name>``: each value as the gate's sentences show it.
 
-    The first prints (``printed_<name>``), the second trims; fractions show as percentages.
+    The first prints (``printed_<name>``), the second trims; fractions show as percentages, a value that is
+    not there as ``UNDEFINED``, a label as given ("none" when there is none).
     """
+    numbers = [n for n in names if n not in LABELS]
     printed = ", ".join(
-        f"gate_printed({_ident(n)}{' * 100' if n in FRACTIONS else ''}) AS {_ident('printed_' + n)}" for n in names
+        f"gate_printed({_ident(n)}{' * 100' if n in FRACTIONS else ''}) AS {_ident('printed_' + n)}" for n in numbers
     )
     percent = " || '%'"
-    shown = ", ".join(
-        f"gate_trimmed({_ident('printed_' + n)}){percent if n in FRACTIONS else ''} AS {_ident('shown_' + n)}"
-        for n in names
-    )
-    return printed, shown
+    shown = [
+        f"coalesce(gate_trimmed({_ident('printed_' + n)}){percent if n in FRACTIONS else ''}, {_literal(UNDEFINED)}) "
+        f"AS {_ident('shown_' + n)}"
+        for n in numbers
+    ]
+    shown += [f"coalesce({_ident(n)}, 'none') AS {_ident('shown_' + n)}" for n in names if n in LABELS]
+    return printed, ", ".join(shown)
 
 
 def _literal(text: str) -> str:
@@ -45,19 +49,30 @@ def _ident(name: str) -> str:
 
 
 def condition_sql(check: CheckSpec, index: int) -> str:
-    """Whether condition ``index`` of ``check`` holds: ``observed <operator> threshold``."""
+    """Whether condition ``index`` of ``check`` holds: ``observed <operator> threshold`` (false on a null)."""
     condition = check.conditions[index]
-    return f"({_ident(condition.metric)} {condition.operator} {_ident(condition.threshold_key)})"
+    return f"coalesce({_ident(condition.metric)} {condition.operator} {_ident(condition.threshold_key)}, false)"
+
+
+def enabled_column(check: CheckSpec) -> str:
+    """The settings column that says whether an optional check runs (``CheckSpec.enabled_by``)."""
+    return "enabled_" + check.name
 
 
 def passed_sql(check: CheckSpec) -> str:
-    """Whether the check passes: its conditions combined as the table says."""
+    """Whether the check passes: its conditions combined as the table says; null where it does not run."""
     joiner = " AND " if check.combine == ALL else " OR "
-    return "(" + joiner.join(condition_sql(check, i) for i in range(len(check.conditions))) + ")"
+    passed = "(" + joiner.join(condition_sql(check, i) for i in range(len(check.conditions))) + ")"
+    if check.enabled_by is None:
+        return passed
+    return f"CASE WHEN {_ident(enabled_column(check))} THEN {passed} ELSE NULL END"
 
 
 def decision_sql() -> tuple[str, str]:
-    """(decision, failed_check) over the ``flags_sql`` columns: the first failing check in table order decides."""
+    """(decision, failed_check) over the ``flags_sql`` columns: the first failing check in table order decides.
+
+    A check that did not run (null) fails nothing.
+    """
     decision = " ".join(f"WHEN NOT {_ident(c.name)} THEN {_literal(c.on_fail)}" for c in CHECK_TABLE)
     failed = " ".join(f"WHEN NOT {_ident(c.name)} THEN {_literal(c.name)}" for c in CHECK_TABLE)
     return f"CASE {decision} ELSE {_literal(ENABLE)} END", f"CASE {failed} ELSE NULL END"
@@ -150,6 +165,7 @@ def check_rows_sql(source: str, check: CheckSpec, evaluated_at: str) -> str:
         f"{pick([f'{_ident(c.threshold_key)}::DOUBLE' for c in conditions])} AS threshold, "
         f"{pick([_literal(c.threshold_key) for c in conditions])} AS threshold_key, "
         f"{reason_sql(check)} AS reason, {evaluated_at} AS evaluated_at FROM {source}"
+        + ("" if check.enabled_by is None else f" WHERE {_ident(enabled_column(check))}")
     )
 
 

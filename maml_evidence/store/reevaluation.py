@@ -17,7 +17,7 @@ import duckdb
 import pyarrow as pa
 
 from maml_evidence.gate import ENABLE, THRESHOLD_KEYS, GateInputs, Verdict, flip_cause, judge
-from maml_evidence.gate.decision import CHECK_TABLE, show_number
+from maml_evidence.gate.decision import CHECK_TABLE, FIXED_LIMITS, plan, show_number
 from maml_evidence.gate.metrics import extra_gpu_cost_usd
 from maml_evidence.gate.thresholds import Settings, effective_settings
 from maml_evidence.policy import Policy
@@ -25,7 +25,7 @@ from maml_evidence.store import judging
 from maml_evidence.store.catalog import query
 from maml_evidence.store.commit import ReportTask, commit, decisions_lock
 from maml_evidence.store.evidence import REEVALUATION, EvidenceStore, sources_json
-from maml_evidence.store.schema import COMMITS, TABLES
+from maml_evidence.store.schema import COMMITS, TABLES, THRESHOLD_TYPES
 from maml_evidence.store.tables import new_batch_id
 
 GATE_INPUTS_SQL = """
@@ -33,7 +33,11 @@ SELECT d.spike_run_id, d.policy_version AS old_policy_version, d.decision AS old
        d.failed_check AS old_failed_check, r.revision,
        a.common_project_count, a.baseline_mean_steps, a.baseline_max_steps,
        a.mean_step_reduction, a.relative_step_reduction, acc.mean_accuracy_regression_pp,
-       c.extra_training_minutes, c.training_overhead_pct, r.payload_thresholds, r.payload_cost_profile,
+       c.extra_training_minutes, c.training_overhead_pct,
+       coalesce(acc.worst_project_accuracy_regression_pp, 0.0) AS worst_project_accuracy_regression_pp,
+       acc.worst_accuracy_project, coalesce(a.candidate_unreached_projects, 0) AS candidate_unreached_projects,
+       e.step_reduction_p_value, e.upper95_regression_pp,
+       r.payload_thresholds, r.payload_cost_profile,
        c.gpu_hour_usd AS old_gpu_hour_usd, c.gpu_hour_usd_source AS old_gpu_hour_usd_source,
        c.baseline_train_minutes, c.baseline_meta_train_minutes,
        c.candidate_train_minutes, c.candidate_meta_train_minutes
@@ -42,6 +46,7 @@ JOIN spike_runs r USING (spike_run_id)
 JOIN adaptation_summary a USING (spike_run_id)
 JOIN accuracy_summary acc USING (spike_run_id)
 JOIN cost_metrics c USING (spike_run_id)
+LEFT JOIN evidence_strength e USING (spike_run_id)
 ORDER BY d.spike_run_id
 """
 
@@ -74,10 +79,15 @@ class ReevaluationResult:
 
     def changed_verdicts(self) -> dict[str, Verdict]:
         """The scalar gate's verdict of every flipped spike run (for Dagster's per-partition check records)."""
-        return {
-            run_id: judge(GateInputs(*values), settings.thresholds, settings.gpu_hour_usd)
-            for run_id, (values, settings) in self.changed_inputs.items()
-        }
+        return {run_id: verdict for run_id, (verdict, _, _) in self.changed_judgements().items()}
+
+    def changed_judgements(self) -> dict[str, tuple[Verdict, GateInputs, Settings]]:
+        """Every flipped spike run judged again by the scalar gate, with the inputs and settings behind it."""
+        found = {}
+        for run_id, (values, settings) in self.changed_inputs.items():
+            inputs = GateInputs(*values)
+            found[run_id] = (judge(inputs, settings.thresholds, settings.gpu_hour_usd), inputs, settings)
+        return found
 
 
 def stale_policy_versions(store: EvidenceStore, policy: Policy) -> list[str]:
@@ -103,11 +113,16 @@ def _settings_table(policy: Policy, pairs: list[tuple[str, str]]) -> tuple[pa.Ta
         "threshold_sources": [sources_json(s.sources) for s in resolved.values()],
         "gpu_hour_usd_source": [s.sources["gpu_hour_usd"] for s in resolved.values()],
     }
+    for key, value in FIXED_LIMITS.items():
+        columns[key] = [value] * len(resolved)
+    # which optional checks run under each pair, by the gate core's own rule
+    for check in CHECK_TABLE:
+        if check.enabled_by is not None:
+            columns[judging.enabled_column(check)] = [check in plan(s.thresholds).checks for s in resolved.values()]
     # the thresholds and the price as sentences show them, by the gate core's own formatting (once per pair)
-    for key in (*THRESHOLD_KEYS, "gpu_hour_usd"):
-        columns[f"shown_{key}"] = [show_number(key, s.values[key]) for s in resolved.values()]
-    types = {key: pa.int64() if key == "min_projects" else pa.float64() for key in THRESHOLD_KEYS}
-    return pa.table({k: pa.array(v, type=types.get(k)) for k, v in columns.items()}), resolved
+    for key in (*THRESHOLD_KEYS, "gpu_hour_usd", *FIXED_LIMITS):
+        columns[f"shown_{key}"] = [show_number(key, (s.values | FIXED_LIMITS)[key]) for s in resolved.values()]
+    return pa.table({k: pa.array(v, type=THRESHOLD_TYPES.get(k)) for k, v in columns.items()}), resolved
 
 
 def _select(table: str, expressions: dict[str, str], source: str) -> str:
@@ -151,7 +166,7 @@ def _write(
     for macro in judging.MACROS:
         connection.execute(macro)
     connection.execute("SET preserve_insertion_order = false")  # lets DuckDB write each file on every core
-    per_pair = {*THRESHOLD_KEYS, "gpu_hour_usd"}  # shown by the settings table
+    per_pair = {*THRESHOLD_KEYS, "gpu_hour_usd", *FIXED_LIMITS}  # shown by the settings table
     printed, shown = judging.shown_columns([n for n in judging.sentence_names() if n not in per_pair])
     sentences = f"(SELECT *, {shown} FROM (SELECT *, {printed} FROM judged))"
     ids = [run_id for (run_id,) in connection.execute("SELECT spike_run_id FROM judged").fetchall()]

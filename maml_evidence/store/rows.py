@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
-from maml_evidence.gate import CHECK_NAMES, THRESHOLD_KEYS, GateMetrics, SpikePayload, Verdict
+from maml_evidence.gate import CHECK_NAMES, THRESHOLD_KEYS, GateInputs, GateMetrics, SpikePayload, Verdict
 from maml_evidence.store.registry import Revision
+from maml_evidence.strength import project_effects
 
 Row = dict[str, object]
 
@@ -65,7 +68,24 @@ def adaptation_summary_row(run_id: str, metrics: GateMetrics) -> Row:
         "candidate_max_steps": metrics.candidate.max_steps_to_target,
         "mean_step_reduction": i.mean_step_reduction,
         "relative_step_reduction": i.relative_step_reduction,
+        "candidate_unreached_projects": i.candidate_unreached_projects,
     }
+
+
+def project_effect_rows(run_id: str, metrics: GateMetrics) -> list[Row]:
+    return [
+        {
+            "spike_run_id": run_id,
+            **effect,
+            "baseline_replicates": row.baseline_replicates,
+            "candidate_replicates": row.candidate_replicates,
+            "baseline_steps_sd": row.baseline_steps_sd,
+            "candidate_steps_sd": row.candidate_steps_sd,
+            "baseline_reached": row.baseline_reached,
+            "candidate_reached": row.candidate_reached,
+        }
+        for row, effect in zip(metrics.per_project, project_effects(metrics), strict=True)
+    ]
 
 
 def accuracy_rows(run_id: str, metrics: GateMetrics) -> list[Row]:
@@ -91,6 +111,8 @@ def accuracy_summary_row(run_id: str, payload: SpikePayload, metrics: GateMetric
         "baseline_mean_final_accuracy_pp": metrics.baseline.mean_final_accuracy_pp,
         "candidate_mean_final_accuracy_pp": metrics.candidate.mean_final_accuracy_pp,
         "mean_accuracy_regression_pp": metrics.inputs.mean_accuracy_regression_pp,
+        "worst_accuracy_project": metrics.inputs.worst_accuracy_project,
+        "worst_project_accuracy_regression_pp": metrics.inputs.worst_project_accuracy_regression_pp,
     }
 
 
@@ -133,7 +155,7 @@ def cost_values_row(
 def decision_row(
     run_id: str,
     verdict: Verdict,
-    thresholds: dict[str, float | int],
+    thresholds: Mapping[str, float | int | None],
     sources_json: str,
     policy_version: str,
     trigger: str,
@@ -145,7 +167,7 @@ def decision_row(
         "decision": verdict.decision,
         "maml_recommended": verdict.maml_recommended,
         "failed_check": verdict.failed_check,
-        **{name: flags[name] for name in CHECK_NAMES},
+        **{name: flags.get(name) for name in CHECK_NAMES},  # None: an optional check that did not run
         **{key: thresholds[key] for key in THRESHOLD_KEYS},
         "gpu_hour_usd": verdict.gpu_hour_usd,
         "extra_gpu_cost_usd_per_run": verdict.extra_gpu_cost_usd_per_run,
@@ -166,7 +188,7 @@ def check_rows(run_id: str, verdict: Verdict, evaluated_at: datetime) -> list[Ro
                 "check_name": check.name,
                 "passed": check.passed,
                 "metric": decisive.metric,
-                "observed": float(decisive.observed),
+                "observed": None if decisive.observed is None else float(decisive.observed),
                 "operator": decisive.operator,
                 "threshold": decisive.threshold,
                 "threshold_key": decisive.threshold_key,
@@ -186,7 +208,38 @@ def history_row(run_id: str, revision: int, verdict: Verdict, policy_version: st
         "decision": verdict.decision,
         "maml_recommended": verdict.maml_recommended,
         "failed_check": verdict.failed_check,
-        **{name: flags[name] for name in CHECK_NAMES},
+        **{name: flags.get(name) for name in CHECK_NAMES},  # None: an optional check that did not run
         "trigger": trigger,
         "evaluated_at": at,
+    }
+
+
+def evidence_row(
+    run_id: str, evidence: Mapping[str, Any], inputs: GateInputs, policy_version: str, evaluated_at: datetime
+) -> Row:
+    """An evidence_strength row from a spike run's (unrounded) evidence section and the gate inputs it fed."""
+    step, accuracy, reach = evidence["step_reduction"], evidence["accuracy"], evidence.get("reach") or {}
+    return {
+        "spike_run_id": run_id,
+        "projects": evidence["projects"],
+        "mean_step_reduction": step["mean"],
+        "step_reduction_sd": step["sd"],
+        **{key: step[key] for key in ("ci95_low", "ci95_high", "relative_ci95_low", "relative_ci95_high")},
+        **{key: step[key] for key in ("t_p_value", "sign_flip_p_value", "sign_flip_exact", "min_attainable_p_value")},
+        "step_reduction_p_value": inputs.step_reduction_p_value,
+        "projects_for_80pct_power": step["projects_for_80pct_power"],
+        "mean_regression_pp": accuracy["mean_regression_pp"],
+        "upper95_regression_pp": accuracy["upper95_regression_pp"],
+        "lower95_regression_pp": accuracy["lower95_regression_pp"],
+        "accuracy_verdict": accuracy["verdict"],
+        "worst_project": accuracy["worst_project"],
+        "worst_project_regression_pp": accuracy["worst_project_regression_pp"],
+        "smallest_gain_project": evidence["smallest_gain_project"],
+        "baseline_reach_rate": (reach.get("baseline") or {}).get("reach_rate"),
+        "candidate_reach_rate": (reach.get("candidate") or {}).get("reach_rate"),
+        "candidate_unreached_projects": inputs.candidate_unreached_projects,
+        "grade": evidence["grade"],
+        "grade_reason": evidence["grade_reason"],
+        "policy_version": policy_version,
+        "evaluated_at": evaluated_at,
     }

@@ -57,10 +57,15 @@ RUN = _c("spike_run_id", pa.string(), "the spike run (one Dagster partition)")
 PROJECT = _c("project", pa.string(), "project name, present in both arms")
 F = pa.float64()
 
-_THRESHOLD_COLUMNS = tuple(
-    _c(key, pa.int64() if key == "min_projects" else F, f"effective threshold `{key}`") for key in THRESHOLD_KEYS
+# A threshold's column type: a count, a switch, or a number (null: an optional guard not checked).
+THRESHOLD_TYPES = {key: F for key in THRESHOLD_KEYS} | {
+    "min_projects": pa.int64(),
+    "require_strong_evidence": pa.bool_(),
+}
+_THRESHOLD_COLUMNS = tuple(_c(key, THRESHOLD_TYPES[key], f"effective threshold `{key}`") for key in THRESHOLD_KEYS)
+_CHECK_COLUMNS = tuple(
+    _c(name, pa.bool_(), f"check `{name}` passed (null: an optional check that did not run)") for name in CHECK_NAMES
 )
-_CHECK_COLUMNS = tuple(_c(name, pa.bool_(), f"check `{name}` passed") for name in CHECK_NAMES)
 
 TABLES: dict[str, TableDef] = {
     t.name: t
@@ -115,6 +120,7 @@ TABLES: dict[str, TableDef] = {
                 _c("candidate_max_steps", F, "max candidate steps to target"),
                 _c("mean_step_reduction", F, "mean per-project step reduction"),
                 _c("relative_step_reduction", F, "mean reduction / baseline mean (fraction)"),
+                _c("candidate_unreached_projects", pa.int64(), "common projects the candidate never reached target on"),
             ),
         ),
         TableDef(
@@ -142,6 +148,10 @@ TABLES: dict[str, TableDef] = {
                 _c("baseline_mean_final_accuracy_pp", F, "mean baseline final accuracy (pp)"),
                 _c("candidate_mean_final_accuracy_pp", F, "mean candidate final accuracy (pp)"),
                 _c("mean_accuracy_regression_pp", F, "max(0, baseline mean - candidate mean) (pp)"),
+                _c("worst_accuracy_project", pa.string(), "the project with the largest regression (first of equals)"),
+                _c(
+                    "worst_project_accuracy_regression_pp", F, "its regression: max(0, baseline - candidate final) (pp)"
+                ),
             ),
         ),
         TableDef(
@@ -160,6 +170,62 @@ TABLES: dict[str, TableDef] = {
                 _c("gpu_hour_usd_source", pa.string(), "default, policy or payload"),
                 _c("extra_gpu_cost_usd_per_run", F, "extra minutes / 60 * gpu_hour_usd"),
             ),
+        ),
+        TableDef(
+            "project_effects",
+            "current",
+            "Per spike run and common project: MAML's effect, the replicates, whether each arm reached target.",
+            (
+                RUN,
+                PROJECT,
+                _c("step_reduction", F, "baseline minus candidate steps to target (d_i)"),
+                _c("relative_step_reduction", F, "d_i / baseline steps (fraction; null when the baseline took 0)"),
+                _c("accuracy_regression_pp", F, "baseline minus candidate final accuracy (pp; negative: a gain)"),
+                _c("baseline_replicates", pa.int64(), "seed replicates behind the baseline value (0: one value)"),
+                _c("candidate_replicates", pa.int64(), "seed replicates behind the candidate value (0: one value)"),
+                _c("baseline_steps_sd", F, "within-project sd of the baseline replicates' steps (null under 2)"),
+                _c("candidate_steps_sd", F, "within-project sd of the candidate replicates' steps (null under 2)"),
+                _c("baseline_reached", pa.bool_(), "the baseline reached target (false: its steps are a lower bound)"),
+                _c(
+                    "candidate_reached", pa.bool_(), "the candidate reached target (false: its steps are a lower bound)"
+                ),
+            ),
+        ),
+        TableDef(
+            "evidence_strength",
+            "current",
+            "One row per spike run: how sure its decision is (paired tests, intervals, power) and the grade.",
+            (
+                RUN,
+                _c("projects", pa.int64(), "common projects n"),
+                _c("mean_step_reduction", F, "mean of d_i"),
+                _c("step_reduction_sd", F, "between-project sample sd of d_i (ddof 1; null under 2 projects)"),
+                _c("ci95_low", F, "two-sided 95% t-interval of mean(d), low end"),
+                _c("ci95_high", F, "two-sided 95% t-interval of mean(d), high end"),
+                _c("relative_ci95_low", F, "ci95_low / baseline mean steps"),
+                _c("relative_ci95_high", F, "ci95_high / baseline mean steps"),
+                _c("t_p_value", F, "one-sided paired t-test p (candidate needs fewer steps)"),
+                _c("sign_flip_p_value", F, "one-sided sign-flip permutation p"),
+                _c("sign_flip_exact", pa.bool_(), "exact over all 2^n sign assignments (else seeded Monte Carlo)"),
+                _c("min_attainable_p_value", F, "1 / 2^n: the smallest sign-flip p any result can reach"),
+                _c("step_reduction_p_value", F, "the larger of the two p-values (what strong evidence needs < 0.05)"),
+                _c("projects_for_80pct_power", pa.int64(), "projects needed to detect the policy's reduction"),
+                _c("mean_regression_pp", F, "mean paired accuracy regression (pp)"),
+                _c("upper95_regression_pp", F, "one-sided 95% upper bound of the mean regression (pp)"),
+                _c("lower95_regression_pp", F, "one-sided 95% lower bound of the mean regression (pp)"),
+                _c("accuracy_verdict", pa.string(), "non_inferior, inconclusive or inferior against the policy"),
+                _c("worst_project", pa.string(), "the project with the largest accuracy regression"),
+                _c("worst_project_regression_pp", F, "its regression (pp)"),
+                _c("smallest_gain_project", pa.string(), "the project with the smallest step reduction"),
+                _c("baseline_reach_rate", F, "common projects the baseline reached target on (fraction)"),
+                _c("candidate_reach_rate", F, "common projects the candidate reached target on (fraction)"),
+                _c("candidate_unreached_projects", pa.int64(), "common projects the candidate never reached"),
+                _c("grade", pa.string(), "strong, suggestive or insufficient"),
+                _c("grade_reason", pa.string(), "one sentence with the numbers"),
+                _c("policy_version", pa.string(), "the policy the grade was judged under"),
+                _c("evaluated_at", TS, "when"),
+            ),
+            committed=True,
         ),
         TableDef(
             "gate_decisions",
@@ -248,7 +314,8 @@ TABLES: dict[str, TableDef] = {
         TableDef(
             "decision_commits",
             "history",
-            "Every committed batch of decisions: its rows in the four tables above became visible together.",
+            "Every committed batch of decisions: its rows in the decision tables and evidence_strength became visible "
+            "together.",
             (
                 _c("batch", pa.string(), "the batch id its rows carry (sortable: nanosecond clock first)"),
                 _c("kind", pa.string(), "ingest (one Dagster step over many spike runs), re-evaluation or legacy"),

@@ -151,6 +151,25 @@ class ParquetTables:
         if upgrading:
             self._commit_legacy_batches()
 
+    def refresh_schemas(self) -> list[str]:
+        """Rewrite each zero-row schema file whose columns differ from the table's declaration; the tables changed.
+
+        A column added to a table (a store written by an older version) then reads as null in the older batch
+        files, through the views' ``union_by_name``, instead of failing every query that names it.
+        """
+        changed = []
+        for name, table in TABLES.items():
+            directory = self.directory(name)
+            try:
+                current = pq.read_schema(directory / SCHEMA_FILE)
+            except (OSError, pa.ArrowException):
+                current = None
+            if current is None or not current.remove_metadata().equals(table.schema):
+                directory.mkdir(parents=True, exist_ok=True)
+                self._write_file(directory, SCHEMA_FILE, table.schema.empty_table())
+                changed.append(name)
+        return changed
+
     def _commit_legacy_batches(self) -> None:
         """A store written before the commit log: its decisions were committed, so record their batches."""
         import duckdb

@@ -11,18 +11,23 @@ import hashlib
 import json
 from datetime import UTC, datetime
 
-from maml_evidence.gate import evaluate_payload, validate_payload
+from maml_evidence.gate import effective_settings, evaluate_payload, validate_payload
 from maml_evidence.store import EvidenceStore, rows
 from maml_evidence.store.commit import commit
 from maml_evidence.store.evidence import sources_json
 from maml_evidence.store.registry import Revision
 from maml_evidence.store.schema import TABLES
 from maml_evidence.store.tables import new_batch_id
+from maml_evidence.strength import evaluate_with_evidence
 from maml_evidence_tests.generator import generate_payloads
 
 
-def seed_store(store: EvidenceStore, count: int, seed: int = 141) -> dict[str, int]:
-    """Evaluate ``count`` generated payloads under the store's policy and write them as one batch per table."""
+def seed_store(store: EvidenceStore, count: int, seed: int = 141, *, evidence: bool = False) -> dict[str, int]:
+    """Evaluate ``count`` generated payloads under the store's policy and write them as one batch per table.
+
+    ``evidence``: also measure each run's evidence strength (scipy, about 1 ms a run) and write its
+    ``evidence_strength`` and ``project_effects`` rows, as the pipeline does.
+    """
     policy = store.policy()
     now = datetime.now(UTC)
     tables: dict[str, list[dict[str, object]]] = {
@@ -37,6 +42,8 @@ def seed_store(store: EvidenceStore, count: int, seed: int = 141) -> dict[str, i
             "gate_decisions",
             "gate_checks",
             "decision_history",
+            "project_effects",
+            "evidence_strength",
         )
     }
     ids: list[str] = []
@@ -46,8 +53,14 @@ def seed_store(store: EvidenceStore, count: int, seed: int = 141) -> dict[str, i
         data = json.dumps(raw).encode()
         revision = Revision(run_id, 1, hashlib.sha256(data).hexdigest(), f"generated/{run_id}.json", now.isoformat())
         payload = validate_payload(raw)
-        metrics, verdict, report = evaluate_payload(payload, policy.values)
+        if evidence:
+            metrics, verdict, report, section = evaluate_with_evidence(payload, policy.values)
+            tables["evidence_strength"].append(rows.evidence_row(run_id, section, metrics.inputs, policy.version, now))
+        else:
+            metrics, verdict, report = evaluate_payload(payload, policy.values)
+        tables["project_effects"].extend(rows.project_effect_rows(run_id, metrics))
         mix[verdict.decision] = mix.get(verdict.decision, 0) + 1
+        settings = effective_settings(policy.values, payload.threshold_overrides, payload.cost_overrides)
         tables["spike_runs"].append(rows.spike_run_row(run_id, revision, payload, metrics, "", now))
         tables["adaptation_metrics"].extend(rows.adaptation_rows(run_id, metrics))
         tables["adaptation_summary"].append(rows.adaptation_summary_row(run_id, metrics))
@@ -60,13 +73,8 @@ def seed_store(store: EvidenceStore, count: int, seed: int = 141) -> dict[str, i
             rows.decision_row(
                 run_id,
                 verdict,
-                report["thresholds"],
-                sources_json(
-                    {
-                        **report["threshold_sources"],
-                        "gpu_hour_usd": report["cost"]["assumptions"]["gpu_hour_usd_source"],
-                    }
-                ),
+                settings.thresholds.as_dict(),
+                sources_json(settings.sources),
                 policy.version,
                 "ingest",
                 now,

@@ -29,15 +29,21 @@ from maml_evidence.gate import (
     observed_values,
 )
 from maml_evidence.gate import decision as decision_module
+from maml_evidence.gate.decision import FIXED_LIMITS
 from maml_evidence_tests.gate.conftest import load_fixture
 
-OPERATORS = {">=": operator.ge, "<=": operator.le}
+OPERATORS = {">=": operator.ge, "<=": operator.le, "<": operator.lt}
 COMBINE = {"all": all, "any": any}
 
 inputs_strategy = st.builds(
     GateInputs,
     st.integers(0, 20),
     *[st.floats(0, 1e6) for _ in range(7)],
+    st.floats(0, 50),
+    st.sampled_from([None, "alpha", "beta"]),
+    st.integers(0, 3),
+    st.none() | st.floats(0, 1),
+    st.none() | st.floats(-5, 5),
 )
 thresholds_strategy = st.builds(
     Thresholds,
@@ -49,30 +55,43 @@ thresholds_strategy = st.builds(
     st.floats(0, 10),
     st.floats(0, 200),
     st.floats(0, 10),
+    st.none() | st.floats(0, 20),
+    st.booleans(),
 )
 
 
 def table_outcome(observed: dict[str, float], thresholds: dict[str, float]) -> tuple[dict[str, bool], str]:
-    """CHECK_TABLE evaluated as plain data, as a SQL evaluator would: flags by check, then the decision."""
+    """CHECK_TABLE evaluated as plain data, as a SQL evaluator would: flags by check, then the decision.
+
+    An optional check runs where its setting is a number or true; a missing value (None) fails its condition.
+    """
+    limits = {**thresholds, **FIXED_LIMITS}
+    running = [
+        spec
+        for spec in CHECK_TABLE
+        if spec.enabled_by is None or (limits[spec.enabled_by] is not None and limits[spec.enabled_by] is not False)
+    ]
     flags = {
         spec.name: COMBINE[spec.combine](
-            OPERATORS[c.operator](observed[c.metric], thresholds[c.threshold_key]) for c in spec.conditions
+            observed[c.metric] is not None and OPERATORS[c.operator](observed[c.metric], limits[c.threshold_key])
+            for c in spec.conditions
         )
-        for spec in CHECK_TABLE
+        for spec in running
     }
-    decision = next((spec.on_fail for spec in CHECK_TABLE if not flags[spec.name]), ENABLE)
+    decision = next((spec.on_fail for spec in running if not flags[spec.name]), ENABLE)
     return flags, decision
 
 
 def test_the_table_is_the_spec_in_precedence_order():
-    assert [(spec.name, spec.combine, spec.on_fail) for spec in CHECK_TABLE] == [
+    spec_checks = [spec for spec in CHECK_TABLE if spec.enabled_by is None]
+    assert [(spec.name, spec.combine, spec.on_fail) for spec in spec_checks] == [
         ("enough_projects", "all", "collect_more_evidence"),
         ("adaptation_triggered", "any", "defer_maml_fast_enough"),
         ("effectiveness_ok", "all", "defer_maml_low_effect"),
         ("accuracy_ok", "all", "defer_maml_accuracy_penalty"),
         ("cost_ok", "all", "defer_maml_cost_too_high"),
     ]
-    conditions = [(c.metric, c.operator, c.threshold_key) for spec in CHECK_TABLE for c in spec.conditions]
+    conditions = [(c.metric, c.operator, c.threshold_key) for spec in spec_checks for c in spec.conditions]
     assert conditions == [
         ("common_project_count", ">=", "min_projects"),
         ("baseline_mean_steps", ">=", "trigger_mean_steps"),
@@ -85,10 +104,35 @@ def test_the_table_is_the_spec_in_precedence_order():
     ]
 
 
+def test_the_optional_guards_sit_where_their_decisions_belong():
+    """The worst-project guard defers like the accuracy check, right after it; strong evidence is asked for last,
+    so it only ever turns an enable_maml into collect_more_evidence."""
+    names = [spec.name for spec in CHECK_TABLE]
+    guard = CHECK_TABLE[names.index("project_accuracy_ok")]
+    assert names.index("project_accuracy_ok") == names.index("accuracy_ok") + 1
+    assert (guard.on_fail, guard.enabled_by) == ("defer_maml_accuracy_penalty", "max_project_accuracy_regression_pp")
+    assert [(c.metric, c.operator, c.threshold_key) for c in guard.conditions] == [
+        ("worst_project_accuracy_regression_pp", "<=", "max_project_accuracy_regression_pp")
+    ]
+    evidence = CHECK_TABLE[-1]
+    assert (evidence.name, evidence.on_fail, evidence.enabled_by) == (
+        "evidence_strength",
+        "collect_more_evidence",
+        "require_strong_evidence",
+    )
+    assert [(c.metric, c.operator, c.threshold_key) for c in evidence.conditions] == [
+        ("step_reduction_p_value", "<", "significance_level"),
+        ("upper95_regression_pp", "<=", "max_mean_accuracy_regression_pp"),
+        ("candidate_unreached_projects", "<=", "unreached_projects_allowed"),
+    ]
+    assert FIXED_LIMITS == {"significance_level": 0.05, "unreached_projects_allowed": 0.0}
+
+
 def test_the_older_names_are_derived_from_the_table():
     assert [(spec.name, spec.on_fail) for spec in CHECK_TABLE] == list(CHECKS)
     assert tuple(spec.name for spec in CHECK_TABLE) == CHECK_NAMES
-    assert (ENABLE, *(spec.on_fail for spec in CHECK_TABLE)) == DECISIONS
+    assert tuple(dict.fromkeys((ENABLE, *(spec.on_fail for spec in CHECK_TABLE)))) == DECISIONS
+    assert len(DECISIONS) == 6
 
 
 def test_every_entry_names_observed_metrics_known_thresholds_and_known_rules():
@@ -99,7 +143,7 @@ def test_every_entry_names_observed_metrics_known_thresholds_and_known_rules():
         for condition in spec.conditions:
             assert condition.metric in observed, condition
             assert condition.operator in OPERATORS, condition
-            assert condition.threshold_key in THRESHOLD_KEYS, condition
+            assert condition.threshold_key in (*THRESHOLD_KEYS, *FIXED_LIMITS), condition
 
 
 def test_observed_values_are_the_gate_inputs_and_the_priced_extra_minutes():
@@ -125,13 +169,15 @@ def test_the_table_as_data_gives_judges_flags_and_decision(inputs, thresholds, p
     assert verdict.flags() == flags
     assert verdict.decision == decision
     assert verdict.failed_check == next((name for name, passed in flags.items() if not passed), None)
-    for check, spec in zip(verdict.checks, CHECK_TABLE, strict=True):
+    running = [spec for spec in CHECK_TABLE if spec.name in flags]
+    for check, spec in zip(verdict.checks, running, strict=True):
         assert [(c.metric, c.operator, c.threshold_key) for c in check.conditions] == [
             (c.metric, c.operator, c.threshold_key) for c in spec.conditions
         ]
         for condition in check.conditions:
             assert condition.check == spec.name
-            assert condition.threshold == float(getattr(thresholds, condition.threshold_key))
+            limits = {**thresholds.as_dict(), **FIXED_LIMITS}
+            assert condition.threshold == float(limits[condition.threshold_key])
 
 
 def test_a_new_check_is_one_entry(monkeypatch: pytest.MonkeyPatch):
@@ -148,8 +194,13 @@ def test_a_new_check_is_one_entry(monkeypatch: pytest.MonkeyPatch):
         explain,
     )
     monkeypatch.setattr(decision_module, "CHECK_TABLE", (*CHECK_TABLE, guard))
-    verdict = judge(GateInputs(3, 7.0, 8.0, 2.6667, 0.381, 0.5, 18.0, 40.0), Thresholds(), 2.5)
-    assert verdict.flags() == {**dict.fromkeys(CHECK_NAMES, True), "worst_project_guard": False}
+    decision_module.plan.cache_clear()  # which checks run is cached per thresholds
+    try:
+        verdict = judge(GateInputs(3, 7.0, 8.0, 2.6667, 0.381, 0.5, 18.0, 40.0), Thresholds(), 2.5)
+    finally:
+        decision_module.plan.cache_clear()
+    spec_names = [spec.name for spec in CHECK_TABLE if spec.enabled_by is None]
+    assert verdict.flags() == {**dict.fromkeys(spec_names, True), "worst_project_guard": False}
     assert (verdict.decision, verdict.failed_check) == ("defer_maml_worst_project", "worst_project_guard")
     assert verdict.checks[-1].reason == "worst case 8 steps > 7"
     assert verdict.checks[-1].conditions[0].check == "worst_project_guard"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from maml_evidence import evaluate_feasibility, render_interpretation
-from maml_evidence.gate import validate_payload
+from maml_evidence.gate import Thresholds, validate_payload
 from maml_evidence.gate.report import evaluate_payload
 from maml_evidence.strength import evidence_section, interpretation_with_evidence
 from maml_evidence_tests.gate.conftest import (
@@ -31,7 +31,7 @@ HEAVY = ("dagster", "pandas", "duckdb", "pyarrow", "pydantic", "numpy")
 def with_evidence(payload: dict) -> dict:
     """What ``maml-evidence gate`` reports: the spec's report plus the evidence section."""
     metrics, verdict, report = evaluate_payload(validate_payload(payload))
-    return {**report, "evidence": evidence_section(metrics, verdict, report["thresholds"])}
+    return {**report, "evidence": evidence_section(metrics, verdict, Thresholds(**report["thresholds"]))}
 
 
 def strict_loads(text: str) -> dict:

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from maml_evidence import evaluate_feasibility, render_interpretation
-from maml_evidence.gate import CHECK_NAMES, DECISIONS, THRESHOLD_KEYS
+from maml_evidence.gate import DECISIONS, SPEC_CHECK_NAMES, SPEC_THRESHOLD_KEYS
 from maml_evidence_tests.gate.conftest import (
     DECISION_FIXTURES,
     build_payload,
@@ -19,7 +19,7 @@ from maml_evidence_tests.gate.conftest import (
     strict_json,
 )
 
-ALL_PASS = dict.fromkeys(CHECK_NAMES, True)
+ALL_PASS = dict.fromkeys(SPEC_CHECK_NAMES, True)
 DEFAULT_THRESHOLDS = {
     "min_projects": 3,
     "trigger_mean_steps": 4.0,
@@ -84,7 +84,7 @@ def test_report_is_strict_json_and_has_the_documented_sections():
         "reasons",
     ):
         assert key in report, key
-    assert set(report["checks"]) == set(CHECK_NAMES)
+    assert set(report["checks"]) == set(SPEC_CHECK_NAMES)
     assert all(isinstance(flag, bool) for flag in report["checks"].values())
 
 
@@ -212,22 +212,22 @@ EXPECTED_ON_FAIL = {
     "cost_ok": "defer_maml_cost_too_high",
 }
 SUBSETS = [
-    frozenset(name for name, on in zip(CHECK_NAMES, mask, strict=True) if on)
-    for mask in itertools.product((False, True), repeat=len(CHECK_NAMES))
+    frozenset(name for name, on in zip(SPEC_CHECK_NAMES, mask, strict=True) if on)
+    for mask in itertools.product((False, True), repeat=len(SPEC_CHECK_NAMES))
 ]
 
 
-@pytest.mark.parametrize("failing", SUBSETS, ids=lambda s: "+".join(n for n in CHECK_NAMES if n in s) or "none")
+@pytest.mark.parametrize("failing", SUBSETS, ids=lambda s: "+".join(n for n in SPEC_CHECK_NAMES if n in s) or "none")
 def test_first_failing_check_wins_and_every_check_is_reported(failing):
     payload = minimal_payload()
     payload["thresholds"] = {key: value for name in failing for key, value in BREAKERS[name].items()}
     report = evaluate_feasibility(payload)
-    first = next((name for name in CHECK_NAMES if name in failing), None)
+    first = next((name for name in SPEC_CHECK_NAMES if name in failing), None)
     assert report["decision"] == (EXPECTED_ON_FAIL[first] if first else "enable_maml")
     assert report["failed_check"] == first
-    assert report["checks"] == {name: name not in failing for name in CHECK_NAMES}
+    assert report["checks"] == {name: name not in failing for name in SPEC_CHECK_NAMES}
     # reasons: the failing checks, the decisive one first
-    assert len(report["reasons"]) == (len(failing) or len(CHECK_NAMES))
+    assert len(report["reasons"]) == (len(failing) or len(SPEC_CHECK_NAMES))
     if first:
         assert report["reasons"][0] == report["check_details"][first]["reason"]
 
@@ -256,7 +256,7 @@ def test_everything_failing_data_driven_collects_more_evidence_with_all_checks_c
     )
     report = evaluate_feasibility(payload)
     assert report["decision"] == "collect_more_evidence"
-    assert report["checks"] == dict.fromkeys(CHECK_NAMES, False)
+    assert report["checks"] == dict.fromkeys(SPEC_CHECK_NAMES, False)
     assert report["comparison"]["mean_accuracy_regression_pp"] == 10.0
     assert report["cost"]["extra_training_minutes"] == 140.0
     assert len(report["reasons"]) == 5
@@ -426,7 +426,7 @@ def test_empty_thresholds_object_keeps_defaults():
 
 
 def test_every_threshold_key_is_overridable():
-    for key in THRESHOLD_KEYS:
+    for key in SPEC_THRESHOLD_KEYS:
         payload = minimal_payload()
         value = 0 if key == "min_projects" else 0.5
         payload["thresholds"] = {key: value}

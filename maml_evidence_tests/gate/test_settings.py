@@ -7,6 +7,7 @@ import pytest
 from maml_evidence import evaluate_feasibility
 from maml_evidence.gate import (
     DEFAULT_GPU_HOUR_USD,
+    SPEC_THRESHOLD_KEYS,
     THRESHOLD_KEYS,
     Settings,
     Thresholds,
@@ -63,8 +64,8 @@ def test_the_report_shows_exactly_the_effective_settings():
     report = evaluate_feasibility(payload, policy)
     parsed = validate_payload(payload)
     settings = effective_settings(policy, parsed.threshold_overrides, parsed.cost_overrides)
-    assert report["thresholds"] == {key: settings.values[key] for key in THRESHOLD_KEYS}
-    assert report["threshold_sources"] == {key: settings.sources[key] for key in THRESHOLD_KEYS}
+    assert report["thresholds"] == {key: settings.values[key] for key in SPEC_THRESHOLD_KEYS}
+    assert report["threshold_sources"] == {key: settings.sources[key] for key in SPEC_THRESHOLD_KEYS}
     assert report["cost"]["assumptions"] == {"gpu_hour_usd": 3.0, "gpu_hour_usd_source": "policy"}
     _metrics, verdict, _report = evaluate_payload(parsed, policy)
     assert verdict.gpu_hour_usd == settings.gpu_hour_usd

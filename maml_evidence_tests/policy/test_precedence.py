@@ -26,6 +26,7 @@ SPEC_DEFAULTS: dict[str, float | int] = {
     "gpu_hour_usd": 2.5,
 }
 THRESHOLD_KEYS = [k for k in SPEC_DEFAULTS if k != "gpu_hour_usd"]
+OPTIONAL_KEYS = ("max_project_accuracy_regression_pp", "require_strong_evidence")  # issue 11's guards, off here
 # Distinct from the defaults and from each other, so a value always says which layer it came from.
 POLICY_VALUES: dict[str, float | int] = {
     "min_projects": 4,
@@ -124,9 +125,11 @@ def check_stored(home: Home, run_id: str, values: dict[str, float | int], source
     row, cost, report = stored(home, run_id)
     assert provenance(report) == (values, sources), run_id
     got = {k: row[k] for k in SPEC_DEFAULTS}
-    assert {**got, "threshold_sources": json.loads(str(row["threshold_sources"]))} == expected_row(values, sources), (
-        run_id
-    )
+    stored_sources = json.loads(str(row["threshold_sources"]))
+    # the optional guards are stored too (off, from the defaults, in these spike runs)
+    assert {k: stored_sources.pop(k) for k in OPTIONAL_KEYS} == dict.fromkeys(OPTIONAL_KEYS, "default"), run_id
+    assert (row["require_strong_evidence"], row["max_project_accuracy_regression_pp"]) == (False, None), run_id
+    assert {**got, "threshold_sources": stored_sources} == expected_row(values, sources), run_id
     assert isinstance(row["min_projects"], int)
     assert (cost["gpu_hour_usd"], cost["gpu_hour_usd_source"]) == (values["gpu_hour_usd"], sources["gpu_hour_usd"])
     assert row["extra_gpu_cost_usd_per_run"] == pytest.approx(

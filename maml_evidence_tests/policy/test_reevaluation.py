@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from maml_evidence import evaluate_feasibility
-from maml_evidence.gate import CHECK_NAMES, THRESHOLD_KEYS, GateInputs, flip_cause, judge
+from maml_evidence.gate import SPEC_CHECK_NAMES, SPEC_THRESHOLD_KEYS, THRESHOLD_KEYS, GateInputs, flip_cause, judge
 from maml_evidence.policy import load_policy
 from maml_evidence.store import EvidenceStore
 from maml_evidence.store.reevaluation import reevaluate
@@ -36,17 +36,18 @@ def assert_current_matches(home: Home, reports: dict[str, dict], version: str, t
         row = decisions[run_id]
         assert (row["decision"], row["failed_check"]) == (report["decision"], report["failed_check"]), run_id
         assert row["maml_recommended"] is (report["decision"] == "enable_maml")
-        assert {name: row[name] for name in CHECK_NAMES} == report["checks"], run_id
-        assert {key: row[key] for key in THRESHOLD_KEYS} == report["thresholds"], run_id
+        assert {name: row[name] for name in SPEC_CHECK_NAMES} == report["checks"], run_id
+        assert {key: row[key] for key in SPEC_THRESHOLD_KEYS} == report["thresholds"], run_id
         assert row["gpu_hour_usd"] == report["cost"]["assumptions"]["gpu_hour_usd"], run_id
         assert row["extra_gpu_cost_usd_per_run"] == pytest.approx(
             report["cost"]["extra_gpu_cost_usd_per_run"], abs=1e-4
         )
         sources = {**report["threshold_sources"], "gpu_hour_usd": report["cost"]["assumptions"]["gpu_hour_usd_source"]}
-        assert json.loads(str(row["threshold_sources"])) == sources, run_id
+        stored_sources = json.loads(str(row["threshold_sources"]))  # every key, the optional guards too
+        assert {key: stored_sources[key] for key in sources} == sources, run_id
         assert (row["policy_version"], row["trigger"]) == (version, trigger), run_id
     checks = home.rows("SELECT spike_run_id, check_name, passed, reason FROM gate_checks")
-    assert len(checks) == len(reports) * len(CHECK_NAMES)
+    assert len(checks) == len(reports) * len(SPEC_CHECK_NAMES)
     for check in checks:
         details = reports[check["spike_run_id"]]["check_details"][check["check_name"]]
         assert (check["passed"], check["reason"]) == (details["passed"], details["reason"]), check
@@ -111,7 +112,7 @@ def test_policy_change_flips_exactly_the_expected_decisions(home: Home) -> None:
         assert len(rows) == len(history_before[run_id]) + 1
         assert (last["trigger"], last["policy_version"], last["revision"]) == ("re-evaluation", vb, 1)
         assert (last["decision"], last["failed_check"]) == (new[run_id]["decision"], new[run_id]["failed_check"])
-        assert {name: last[name] for name in CHECK_NAMES} == new[run_id]["checks"]
+        assert {name: last[name] for name in SPEC_CHECK_NAMES} == new[run_id]["checks"]
 
     policies = {r["policy_version"]: r for r in home.rows("SELECT * FROM threshold_policies")}
     assert set(policies) == {v0, vb}
@@ -268,13 +269,13 @@ def test_column_wise_judging_matches_the_scalar_gate_on_every_run_check_and_sent
         costs = dict(connection.execute("SELECT spike_run_id, gpu_hour_usd FROM cost_metrics").fetchall())
     finally:
         connection.close()
-    assert len(decisions) == 1_500 and len(checks) == 1_500 * len(CHECK_NAMES)
+    assert len(decisions) == 1_500 and len(checks) == 1_500 * len(SPEC_CHECK_NAMES)
     for run_id, (thresholds, cost, *values) in stored.items():
         settings = effective_settings(policy, json.loads(thresholds), json.loads(cost))
         verdict = judge(GateInputs(*values), settings.thresholds, settings.gpu_hour_usd)
         row = decisions[run_id]
         assert (row["decision"], row["failed_check"]) == (verdict.decision, verdict.failed_check), run_id
-        assert {name: row[name] for name in CHECK_NAMES} == verdict.flags(), run_id
+        assert {name: row[name] for name in SPEC_CHECK_NAMES} == verdict.flags(), run_id
         assert row["extra_gpu_cost_usd_per_run"] == verdict.extra_gpu_cost_usd_per_run, run_id
         assert row["gpu_hour_usd"] == settings.gpu_hour_usd == costs[run_id], run_id
         assert {key: row[key] for key in THRESHOLD_KEYS} == settings.thresholds.as_dict(), run_id

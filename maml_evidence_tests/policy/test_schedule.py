@@ -73,7 +73,8 @@ def test_schedule_skips_then_requests_one_run_then_skips(home: Home, instance: d
     for report in new.values():
         mix[report["decision"]] = mix.get(report["decision"], 0) + 1
     assert meta["decision_mix"] == mix
-    assert meta["check_results_rerecorded"] == 6 * len(flipped)  # six checks per flipped spike run
+    # every Dagster gate check per flipped spike run: the five spec checks, the two optional guards, maml_gate
+    assert meta["check_results_rerecorded"] == 8 * len(flipped)
     changes_table = str(meta["changes"])
     assert all(run_id in changes_table for run_id in flipped)
     assert {k: v["decision"] for k, v in home.decisions().items()} == {k: r["decision"] for k, r in new.items()}

@@ -7,7 +7,7 @@ import statistics
 
 import pytest
 
-from maml_evidence.gate import validate_payload
+from maml_evidence.gate import Thresholds, validate_payload
 from maml_evidence.gate.report import evaluate_payload
 from maml_evidence.strength import evidence_section, evidence_strength, render_evidence
 from maml_evidence_tests.gate.conftest import build_payload, minimal_payload
@@ -33,7 +33,7 @@ def entries(payload: dict, arm: str) -> list[dict]:
 def section(payload: dict) -> tuple[dict, dict]:
     """(rounded evidence section, report) of a payload."""
     metrics, verdict, report = evaluate_payload(validate_payload(payload))
-    report["evidence"] = evidence_section(metrics, verdict, report["thresholds"])
+    report["evidence"] = evidence_section(metrics, verdict, Thresholds(**report["thresholds"]))
     return report["evidence"], report
 
 
@@ -76,7 +76,7 @@ def test_within_project_sds_count_projects_with_two_or_more_replicates():
     cand[1]["replicates"] = [{"steps_to_target": 6, "seed": 1}, {"steps_to_target": 6, "seed": 2}]
     cand[2]["replicates"] = [{"steps_to_target": 6}]  # one replicate: no spread to give
     metrics, verdict, report = evaluate_payload(validate_payload(payload))
-    raw = evidence_strength(metrics, verdict, report["thresholds"])
+    raw = evidence_strength(metrics, verdict, Thresholds(**report["thresholds"]))
     within = raw["step_reduction"]["within_project_sd"]
     assert within == {
         "baseline": {"beta": pytest.approx(statistics.stdev([11, 12, 14]), rel=1e-12)},
@@ -84,7 +84,9 @@ def test_within_project_sds_count_projects_with_two_or_more_replicates():
     }
     # beside the between-project sd of the reductions, which uses each project's mean
     assert raw["step_reduction"]["per_project"]["beta"] == pytest.approx(37 / 3 - 6)
-    shown = evidence_section(metrics, verdict, report["thresholds"])["step_reduction"]["within_project_sd"]
+    shown = evidence_section(metrics, verdict, Thresholds(**report["thresholds"]))["step_reduction"][
+        "within_project_sd"
+    ]
     assert shown == {"baseline": {"beta": round(statistics.stdev([11, 12, 14]), 4)}, "candidate": {"beta": 0.0}}
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from maml_evidence.gate import validate_payload
+from maml_evidence.gate import Thresholds, validate_payload
 from maml_evidence.gate.report import _r, evaluate_payload
 from maml_evidence.strength import (
     evidence_section,
@@ -31,7 +31,7 @@ TIGHT = {"rel": 1e-9, "abs": 1e-9}
 def strength_of(payload: dict) -> tuple[dict, dict]:
     """(unrounded evidence, report) of a payload."""
     metrics, verdict, report = evaluate_payload(validate_payload(payload))
-    return evidence_strength(metrics, verdict, report["thresholds"]), report
+    return evidence_strength(metrics, verdict, Thresholds(**report["thresholds"])), report
 
 
 def brute_force_sign_flip(d: list[float]) -> float:
@@ -120,8 +120,8 @@ def test_generated_payloads_reach_every_grade():
 def test_rounded_section_is_the_unrounded_one_rounded_and_strict_json():
     payload = generate_payload(random.Random(3), "round", "enable_maml")
     metrics, verdict, report = evaluate_payload(validate_payload(payload))
-    raw = evidence_strength(metrics, verdict, report["thresholds"])
-    shown = evidence_section(metrics, verdict, report["thresholds"])
+    raw = evidence_strength(metrics, verdict, Thresholds(**report["thresholds"]))
+    shown = evidence_section(metrics, verdict, Thresholds(**report["thresholds"]))
     for part in ("step_reduction", "accuracy", "reach"):
         assert shown[part] == rounded(raw[part]), part
     json.dumps(shown, allow_nan=False)
@@ -242,7 +242,7 @@ def test_interpretation_says_how_many_projects_are_needed():
         [9.0, 8.0, 7.0, 10.0], [8.0, 5.0, 6.0, 9.0], candidate_final=[79.8, 79.6, 80.0, 79.9], meta=1.0
     )
     metrics, verdict, report = evaluate_payload(validate_payload(payload))
-    report["evidence"] = evidence_section(metrics, verdict, report["thresholds"])
+    report["evidence"] = evidence_section(metrics, verdict, Thresholds(**report["thresholds"]))
     text = render_evidence(report)
     assert "With 4 projects no effect can reach p < 0.05 (the smallest possible p is 0.0625)." in text
     needed = report["evidence"]["step_reduction"]["projects_for_80pct_power"]
@@ -262,6 +262,8 @@ def test_gate_decisions_are_untouched():
     payload = minimal_payload()
     before = evaluate_payload(validate_payload(payload))[2]
     metrics, verdict, report = evaluate_payload(validate_payload(payload))
-    evidence_section(metrics, verdict, report["thresholds"])
+    evidence_section(metrics, verdict, Thresholds(**report["thresholds"]))
     assert report == before and "evidence" not in report
-    assert math.isfinite(evidence_strength(metrics, verdict, report["thresholds"])["step_reduction"]["mean"])
+    assert math.isfinite(
+        evidence_strength(metrics, verdict, Thresholds(**report["thresholds"]))["step_reduction"]["mean"]
+    )
