@@ -36,6 +36,8 @@ EXACT_MAX_PROJECTS = 20  # 2**20 sign assignments, about 8 MB of sums
 MONTE_CARLO_DRAWS = 100_000
 MONTE_CARLO_SEED = 141
 STRONG, SUGGESTIVE, INSUFFICIENT = "strong", "suggestive", "insufficient"
+# Not strong, but these checks pass on their point estimates: suggestive.
+SUGGESTIVE_CHECKS = ("effectiveness_ok", "accuracy_ok")
 NON_INFERIOR, INCONCLUSIVE, INFERIOR = "non_inferior", "inconclusive", "inferior"
 
 
@@ -343,7 +345,7 @@ def _grade(
     unreached: list[str] = evidence["reach"]["candidate"]["unreached_projects"]  # type: ignore[index]
     if strong:
         return STRONG, f"Strong: over {n} projects {p_text}, both below 0.05, and {acc_text}."
-    point_ok = flags.get("effectiveness_ok", False) and flags.get("accuracy_ok", False)
+    point_ok = all(flags.get(name, False) for name in SUGGESTIVE_CHECKS)
     shortfalls = []
     if not both_significant:
         shortfalls.append(f"{p_text}, not both below 0.05")
@@ -357,7 +359,7 @@ def _grade(
     detail = "; ".join(shortfalls)
     if point_ok:
         return SUGGESTIVE, f"Suggestive: the point estimates pass the effectiveness and accuracy checks, but {detail}."
-    failed = [name for name in ("effectiveness_ok", "accuracy_ok") if not flags.get(name, False)]
+    failed = [name for name in SUGGESTIVE_CHECKS if not flags.get(name, False)]
     return INSUFFICIENT, f"Insufficient: {' and '.join(failed)} fail{'s' if len(failed) == 1 else ''}; {detail}."
 
 

@@ -9,7 +9,18 @@ differential tests compare every decision, check and sentence with the scalar ga
 
 from __future__ import annotations
 
-from maml_evidence.gate.decision import ALL, CHECK_TABLE, ENABLE, FRACTIONS, GLYPHS, LABELS, UNDEFINED, CheckSpec
+from maml_evidence.gate.decision import (
+    ALL,
+    CHECK_TABLE,
+    ENABLE,
+    EVIDENCE_CHECK,
+    FRACTIONS,
+    GLYPHS,
+    LABELS,
+    UNDEFINED,
+    CheckSpec,
+)
+from maml_evidence.strength import INSUFFICIENT, STRONG, SUGGESTIVE, SUGGESTIVE_CHECKS
 
 # ``fmt`` of the gate core, in SQL, in two steps so that each value is printed once: printf's %.4f rounds the
 # binary value exactly as Python's format does; then trailing zeros and the point go, and "-0" reads "0".
@@ -177,3 +188,16 @@ def flags_sql() -> str:
 def reasons_sql() -> str:
     """One sentence column per check, named ``reason_<check>``."""
     return ", ".join(f"{reason_sql(c)} AS {_ident('reason_' + c.name)}" for c in CHECK_TABLE)
+
+
+def grade_sql() -> str:
+    """The evidence grade over the ``flags_sql`` columns: strong when the ``evidence_strength`` check's conditions
+    hold (whether or not the policy requires it), suggestive when the checks ``SUGGESTIVE_CHECKS`` pass, else
+    insufficient (``maml_evidence.strength``'s grade, column-wise)."""
+    joiner = " AND " if EVIDENCE_CHECK.combine == ALL else " OR "
+    strong = joiner.join(condition_sql(EVIDENCE_CHECK, i) for i in range(len(EVIDENCE_CHECK.conditions)))
+    suggestive = " AND ".join(f"coalesce({_ident(name)}, false)" for name in SUGGESTIVE_CHECKS)
+    return (
+        f"CASE WHEN {strong} THEN {_literal(STRONG)} WHEN {suggestive} THEN {_literal(SUGGESTIVE)} "
+        f"ELSE {_literal(INSUFFICIENT)} END"
+    )

@@ -8,6 +8,7 @@ interpretations are rewritten only for spike runs whose decision changed.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,13 +22,15 @@ from maml_evidence.gate.decision import CHECK_TABLE, FIXED_LIMITS, plan, show_nu
 from maml_evidence.gate.metrics import extra_gpu_cost_usd
 from maml_evidence.gate.thresholds import Settings, effective_settings
 from maml_evidence.policy import Policy
-from maml_evidence.store import judging
+from maml_evidence.store import judging, rows
 from maml_evidence.store.catalog import query
 from maml_evidence.store.commit import ReportTask, commit, decisions_lock
 from maml_evidence.store.evidence import REEVALUATION, EvidenceStore, sources_json
+from maml_evidence.store.home import StoreError
 from maml_evidence.store.schema import COMMITS, TABLES, THRESHOLD_TYPES
 from maml_evidence.store.tables import new_batch_id
 
+LOG = logging.getLogger("maml_evidence")
 GATE_INPUTS_SQL = """
 SELECT d.spike_run_id, d.policy_version AS old_policy_version, d.decision AS old_decision,
        d.failed_check AS old_failed_check, r.revision,
@@ -37,6 +40,9 @@ SELECT d.spike_run_id, d.policy_version AS old_policy_version, d.decision AS old
        coalesce(acc.worst_project_accuracy_regression_pp, 0.0) AS worst_project_accuracy_regression_pp,
        acc.worst_accuracy_project, coalesce(a.candidate_unreached_projects, 0) AS candidate_unreached_projects,
        e.step_reduction_p_value, e.upper95_regression_pp,
+       e.spike_run_id IS NOT NULL AS has_evidence, e.grade AS old_grade,
+       d.min_relative_step_reduction AS old_min_relative_step_reduction,
+       d.max_mean_accuracy_regression_pp AS old_max_mean_accuracy_regression_pp,
        r.payload_thresholds, r.payload_cost_profile,
        c.gpu_hour_usd AS old_gpu_hour_usd, c.gpu_hour_usd_source AS old_gpu_hour_usd_source,
        c.baseline_train_minutes, c.baseline_meta_train_minutes,
@@ -146,7 +152,8 @@ def _judge(connection: duckdb.DuckDBPyConnection, policy: Policy) -> dict[tuple[
     decision, failed = judging.decision_sql()
     query(
         connection,
-        f"CREATE TEMP TABLE judged AS SELECT *, {decision} AS decision, {failed} AS failed_check "
+        f"CREATE TEMP TABLE judged AS SELECT *, {decision} AS decision, {failed} AS failed_check, "
+        f"{judging.grade_sql()} AS grade "
         f"FROM (SELECT *, {judging.flags_sql()} FROM (SELECT *, "
         "gate_extra_gpu_cost_usd(extra_training_minutes, gpu_hour_usd) AS extra_gpu_cost_usd_per_run "
         f"FROM ({GATE_INPUTS_SQL}) JOIN settings USING (payload_thresholds, payload_cost_profile)))",
@@ -226,6 +233,40 @@ def _write(
     return mix, changes, verdicts
 
 
+# Spike runs whose evidence row the new policy makes stale: its grade changes, or a threshold the section's
+# accuracy verdict or needed-projects figure depends on does.
+STALE_EVIDENCE_SQL = """
+SELECT spike_run_id FROM judged WHERE has_evidence AND (grade IS DISTINCT FROM old_grade
+    OR min_relative_step_reduction IS DISTINCT FROM old_min_relative_step_reduction
+    OR max_mean_accuracy_regression_pp IS DISTINCT FROM old_max_mean_accuracy_regression_pp)
+ORDER BY spike_run_id
+"""
+
+
+def _refresh_evidence(
+    store: EvidenceStore, connection: duckdb.DuckDBPyConnection, policy: Policy, now: datetime, batch: str
+) -> list[str]:
+    """Measure again, from its stored payload, each spike run whose evidence row the policy makes stale.
+
+    The grade is found stale column-wise (``judging.grade_sql``); the section itself (power, sentences) needs
+    scipy, about 1 ms a spike run. A run whose payload cannot be read keeps its row and is logged (``doctor``).
+    Returns the runs refreshed (their reports are rewritten too).
+    """
+    stale = [run_id for (run_id,) in connection.execute(STALE_EVIDENCE_SQL).fetchall()]
+    refreshed, rows_ = [], []
+    for run_id in stale:
+        try:
+            [evaluation] = store.evaluate([run_id], policy)
+        except StoreError as exc:
+            LOG.warning("evidence of %s not refreshed: %s (run `maml-evidence doctor`)", run_id, exc)
+            continue
+        rows_.append(rows.evidence_row(run_id, evaluation.evidence, evaluation.metrics.inputs, policy.version, now))
+        refreshed.append(run_id)
+    if rows_:
+        store.tables.write("evidence_strength", rows_, refreshed, batch=batch)
+    return refreshed
+
+
 def reevaluate(
     store: EvidenceStore, policy: Policy | None = None, *, force: bool = False, refresh_reports: bool = True
 ) -> ReevaluationResult:
@@ -265,17 +306,27 @@ def reevaluate(
             now = datetime.now(UTC)
             batch = new_batch_id()
             mix, changes, changed_inputs = _write(store, connection, policy, resolved, now, batch)
+            refreshed = _refresh_evidence(store, connection, policy, now, batch)
             timings["write"] = time.perf_counter() - t0
         finally:
             connection.close()
 
         t0 = time.perf_counter()
-        reports = [ReportTask(c.spike_run_id, policy.version, REEVALUATION) for c in changes] if refresh_reports else []
+        rewritten = sorted({c.spike_run_id for c in changes} | set(refreshed))  # decision or evidence changed
+        reports = [ReportTask(run_id, policy.version, REEVALUATION) for run_id in rewritten] if refresh_reports else []
         report_errors = commit(store, batch, REEVALUATION, now, [policy.version], count, reports)
         timings["commit_and_reports"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    for table in ("decision_history", "decision_changes", "gate_checks", "gate_decisions", "cost_metrics", COMMITS):
+    for table in (
+        "decision_history",
+        "decision_changes",
+        "gate_checks",
+        "gate_decisions",
+        "cost_metrics",
+        "evidence_strength",
+        COMMITS,
+    ):
         store.tables.compact_if_needed(table)
     timings["compact"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - started

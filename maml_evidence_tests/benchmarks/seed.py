@@ -25,8 +25,8 @@ from maml_evidence_tests.generator import generate_payloads
 def seed_store(store: EvidenceStore, count: int, seed: int = 141, *, evidence: bool = False) -> dict[str, int]:
     """Evaluate ``count`` generated payloads under the store's policy and write them as one batch per table.
 
-    ``evidence``: also measure each run's evidence strength (scipy, about 1 ms a run) and write its
-    ``evidence_strength`` and ``project_effects`` rows, as the pipeline does.
+    ``evidence``: also store each payload in the registry, measure its evidence strength (scipy, about 1 ms a
+    run) and write its ``evidence_strength`` rows, as the pipeline does.
     """
     policy = store.policy()
     now = datetime.now(UTC)
@@ -51,7 +51,10 @@ def seed_store(store: EvidenceStore, count: int, seed: int = 141, *, evidence: b
     for raw in generate_payloads(count, seed):
         run_id = str(raw["spike_run_id"])
         data = json.dumps(raw).encode()
-        revision = Revision(run_id, 1, hashlib.sha256(data).hexdigest(), f"generated/{run_id}.json", now.isoformat())
+        if evidence:  # stored as an ingest stores it, so a re-evaluation can measure it again
+            revision = store.registry.accept(run_id, data, f"generated/{run_id}.json")
+        else:
+            revision = Revision(run_id, 1, hashlib.sha256(data).hexdigest(), f"generated/{run_id}.json", now.isoformat())
         payload = validate_payload(raw)
         if evidence:
             metrics, verdict, report, section = evaluate_with_evidence(payload, policy.values)

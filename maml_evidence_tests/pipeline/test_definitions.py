@@ -19,6 +19,8 @@ CHECKS = {
     ("adaptation_metrics", "effectiveness_ok"),
     ("accuracy_metrics", "accuracy_ok"),
     ("cost_metrics", "cost_ok"),
+    ("accuracy_metrics", "project_accuracy_ok"),
+    ("decision_report", "evidence_strength"),
     ("decision_report", "maml_gate"),
 }
 

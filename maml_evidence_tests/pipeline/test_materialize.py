@@ -21,6 +21,9 @@ CHECKS = {
     "effectiveness_ok": ("adaptation_metrics", "effectiveness_ok"),
     "accuracy_ok": ("accuracy_metrics", "accuracy_ok"),
     "cost_ok": ("cost_metrics", "cost_ok"),
+    # the optional guards: off under the samples' (default) policy, so no gate_decisions value to compare
+    "project_accuracy_ok": ("accuracy_metrics", None),
+    "evidence_strength": ("decision_report", None),
     "maml_gate": ("decision_report", None),
 }
 IDS = list(SAMPLE_DECISIONS)
@@ -132,11 +135,35 @@ def test_maml_gate_passes_only_for_enable_and_deferrals_warn(materialized: Mater
             assert failed, run_id
 
 
+def test_optional_guards_left_off_pass_with_a_note_and_evidence_strength_warns_unless_strong(
+    materialized: Materialized,
+) -> None:
+    grades = dict(materialized.pipeline.sql("SELECT spike_run_id, grade FROM evidence_strength"))
+    assert set(grades) == set(IDS)
+    for evaluation in materialized.evaluations:
+        metadata = {key: value.value for key, value in evaluation.metadata.items()}
+        if evaluation.check_name == "project_accuracy_ok":
+            assert evaluation.passed is True
+            assert metadata["note"] == "not checked: max_project_accuracy_regression_pp is not set (policy or payload)"
+        elif evaluation.check_name == "evidence_strength":
+            assert evaluation.severity == dg.AssetCheckSeverity.WARN
+            assert evaluation.passed is (grades[evaluation.partition] == "strong"), evaluation.partition
+            assert metadata["evidence_grade"] == grades[evaluation.partition]
+            assert metadata["note"] == "not required (require_strong_evidence is off)"
+            assert metadata["evidence_grade_reason"].split(":")[0].lower() == grades[evaluation.partition]
+    report = materialized.materializations[("decision_report", ENABLE_SAMPLE)].metadata
+    evidence = materialized.pipeline.store.read_report(ENABLE_SAMPLE)["evidence"]
+    assert report["evidence_grade"].value == evidence["grade"]
+    assert report["evidence_step_reduction_ci95_low"].value == evidence["step_reduction"]["ci95_low"]
+    assert report["evidence_step_reduction_ci95_high"].value == evidence["step_reduction"]["ci95_high"]
+    assert report["evidence_accuracy_verdict"].value == evidence["accuracy"]["verdict"]
+
+
 def test_core_checks_agree_with_the_store_and_carry_observed_and_threshold(materialized: Materialized) -> None:
     decisions = materialized.pipeline.store.decisions()
     for evaluation in materialized.evaluations:
         column = CHECKS[evaluation.check_name][1]
-        if column is None:
+        if column is None:  # the decision itself, or an optional guard the policy leaves off
             continue
         assert evaluation.passed is decisions[evaluation.partition][column], (
             evaluation.check_name,

@@ -37,9 +37,11 @@ POLICY_B = {
 }
 
 
-def toml_text(values: Mapping[str, float | int], header: str = "") -> str:
+def toml_text(values: Mapping[str, float | int | bool], header: str = "") -> str:
     lines = [header] if header else []
-    lines += [f"{key} = {value!r}" for key, value in values.items()]
+    lines += [
+        f"{key} = {str(value).lower() if isinstance(value, bool) else repr(value)}" for key, value in values.items()
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -8,7 +8,15 @@ from pathlib import Path
 import pytest
 
 from maml_evidence import evaluate_feasibility
-from maml_evidence.gate import SPEC_CHECK_NAMES, SPEC_THRESHOLD_KEYS, THRESHOLD_KEYS, GateInputs, flip_cause, judge
+from maml_evidence.gate import (
+    CHECK_NAMES,
+    SPEC_CHECK_NAMES,
+    SPEC_THRESHOLD_KEYS,
+    THRESHOLD_KEYS,
+    GateInputs,
+    flip_cause,
+    judge,
+)
 from maml_evidence.policy import load_policy
 from maml_evidence.store import EvidenceStore
 from maml_evidence.store.reevaluation import reevaluate
@@ -235,17 +243,30 @@ def test_an_unreadable_payload_does_not_undo_a_reevaluation(home: Home) -> None:
 
 @pytest.mark.parametrize(
     "policy",
-    [POLICY_B, {"min_mean_step_reduction": 3.0, "trigger_mean_steps": 6.0, "max_extra_gpu_cost_usd_per_run": 0.5}],
+    [
+        POLICY_B,
+        {"min_mean_step_reduction": 3.0, "trigger_mean_steps": 6.0, "max_extra_gpu_cost_usd_per_run": 0.5},
+        # the optional guards: strong evidence required, a worst-project limit, a tighter accuracy limit
+        {"require_strong_evidence": True, "max_project_accuracy_regression_pp": 0.5, "max_mean_accuracy_regression_pp": 3},
+        {"require_strong_evidence": True, "max_mean_accuracy_regression_pp": 0.25, "trigger_mean_steps": 3.0},
+    ],
+    ids=["policy-b", "spec-keys", "guards", "guards-tight-accuracy"],
 )
 def test_column_wise_judging_matches_the_scalar_gate_on_every_run_check_and_sentence(
     tmp_path: Path, policy: dict[str, float]
 ) -> None:
-    """The differential test of the column-wise path: 1,500 generated spike runs, every cell against ``judge``."""
+    """The differential test of the column-wise path: 1,500 generated spike runs, every cell against ``judge``.
+
+    The runs are seeded with their statistics, so the optional checks judge measured figures; the evidence rows
+    the policy makes stale are measured again and their grade is the scalar gate's.
+    """
+    from maml_evidence.gate.decision import evidence_check
     from maml_evidence.gate.thresholds import effective_settings
+    from maml_evidence.strength import SUGGESTIVE_CHECKS
     from maml_evidence_tests.benchmarks.seed import seed_store
 
     store = EvidenceStore(tmp_path / "evidence").ensure()
-    seed_store(store, 1_500, seed=29)
+    seed_store(store, 1_500, seed=29, evidence=True)
     (store.home.policy_file).write_text(toml_text(policy), encoding="utf-8")
     result = reevaluate(store, refresh_reports=False)
     assert result.evaluated == 1_500 and result.changes
@@ -255,10 +276,14 @@ def test_column_wise_judging_matches_the_scalar_gate_on_every_run_check_and_sent
         inputs_sql = (
             "SELECT r.spike_run_id, r.payload_thresholds, r.payload_cost_profile, a.common_project_count, "
             "a.baseline_mean_steps, a.baseline_max_steps, a.mean_step_reduction, a.relative_step_reduction, "
-            "acc.mean_accuracy_regression_pp, c.extra_training_minutes, c.training_overhead_pct "
+            "acc.mean_accuracy_regression_pp, c.extra_training_minutes, c.training_overhead_pct, "
+            "acc.worst_project_accuracy_regression_pp, acc.worst_accuracy_project, a.candidate_unreached_projects, "
+            "e.step_reduction_p_value, e.upper95_regression_pp "
             "FROM spike_runs r JOIN adaptation_summary a USING (spike_run_id) "
-            "JOIN accuracy_summary acc USING (spike_run_id) JOIN cost_metrics c USING (spike_run_id)"
+            "JOIN accuracy_summary acc USING (spike_run_id) JOIN cost_metrics c USING (spike_run_id) "
+            "JOIN evidence_strength e USING (spike_run_id)"
         )
+        grades = dict(connection.execute("SELECT spike_run_id, grade FROM evidence_strength").fetchall())
         stored = {row[0]: row[1:] for row in connection.execute(inputs_sql).fetchall()}
         cursor = connection.execute("SELECT * FROM gate_decisions")
         names = [d[0] for d in cursor.description]
@@ -269,19 +294,36 @@ def test_column_wise_judging_matches_the_scalar_gate_on_every_run_check_and_sent
         costs = dict(connection.execute("SELECT spike_run_id, gpu_hour_usd FROM cost_metrics").fetchall())
     finally:
         connection.close()
-    assert len(decisions) == 1_500 and len(checks) == 1_500 * len(SPEC_CHECK_NAMES)
+    assert len(decisions) == len(stored) == 1_500
+    checked: dict[str, set[str]] = {}
+    for run, name in checks:
+        checked.setdefault(run, set()).add(name)
+    outcomes: dict[str | None, int] = {}
     for run_id, (thresholds, cost, *values) in stored.items():
         settings = effective_settings(policy, json.loads(thresholds), json.loads(cost))
-        verdict = judge(GateInputs(*values), settings.thresholds, settings.gpu_hour_usd)
+        inputs = GateInputs(*values)
+        verdict = judge(inputs, settings.thresholds, settings.gpu_hour_usd)
         row = decisions[run_id]
         assert (row["decision"], row["failed_check"]) == (verdict.decision, verdict.failed_check), run_id
-        assert {name: row[name] for name in SPEC_CHECK_NAMES} == verdict.flags(), run_id
+        flags = verdict.flags()
+        assert {name: row[name] for name in CHECK_NAMES} == {name: flags.get(name) for name in CHECK_NAMES}, run_id
+        # the grade: strong is the evidence_strength check, suggestive the point estimates of SUGGESTIVE_CHECKS
+        strong = evidence_check(inputs, settings.thresholds).passed
+        suggestive = all(flags[name] for name in SUGGESTIVE_CHECKS)
+        assert grades[run_id] == ("strong" if strong else "suggestive" if suggestive else "insufficient"), run_id
+        outcomes[verdict.failed_check] = outcomes.get(verdict.failed_check, 0) + 1
         assert row["extra_gpu_cost_usd_per_run"] == verdict.extra_gpu_cost_usd_per_run, run_id
         assert row["gpu_hour_usd"] == settings.gpu_hour_usd == costs[run_id], run_id
         assert {key: row[key] for key in THRESHOLD_KEYS} == settings.thresholds.as_dict(), run_id
+        assert checked[run_id] == set(flags), run_id  # the optional checks have rows only where they ran
         for check in verdict.checks:
             found, decisive = checks[(run_id, check.name)], check.decisive
             assert (found["passed"], found["reason"]) == (check.passed, check.reason), (run_id, check.name)
             assert (found["metric"], found["observed"], found["threshold"]) == (
                 decisive.metric, decisive.observed, decisive.threshold
             ), (run_id, check.name)  # fmt: skip
+    # the runs cover what the policy switches on: strong evidence both missing and shown, the worst-project guard
+    if policy.get("require_strong_evidence"):
+        assert outcomes.get("evidence_strength", 0) > 0 and outcomes.get(None, 0) > 0, outcomes
+    if "max_project_accuracy_regression_pp" in policy:
+        assert outcomes.get("project_accuracy_ok", 0) > 0, outcomes
