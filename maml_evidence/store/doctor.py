@@ -131,6 +131,9 @@ AGREEMENT_SQL = {
         WHERE l.spike_run_id IS NULL OR l.decision IS DISTINCT FROM d.decision
            OR l.policy_version IS DISTINCT FROM d.policy_version OR l.evaluated_at IS DISTINCT FROM d.evaluated_at
         ORDER BY 1""",
+    "evidence": """
+        SELECT d.spike_run_id FROM gate_decisions d LEFT JOIN evidence_strength e USING (spike_run_id)
+        WHERE e.spike_run_id IS NULL ORDER BY 1""",
     "cost": """
         SELECT d.spike_run_id, d.gpu_hour_usd, c.gpu_hour_usd
         FROM gate_decisions d JOIN cost_metrics c USING (spike_run_id)
@@ -175,6 +178,18 @@ def _check_agreement(store: EvidenceStore, result: Diagnosis) -> None:
                 run_id,
                 f"gate_decisions says {decision} under policy {version}, its last decision_history row: {last}",
                 (run_id,),
+            )
+        )
+    if found["evidence"]:
+        missing = tuple(run_id for (run_id,) in found["evidence"])
+        result.disagreeing.extend(missing)
+        result.findings.append(
+            Finding(
+                "error",
+                "evidence_strength",
+                f"{len(missing)} decided spike run(s) have no evidence row (stored before evidence strength was "
+                "recorded, or lost): a policy that requires strong evidence cannot judge them; --repair measures them",
+                missing,
             )
         )
     for run_id, decided_price, cost_price in found["cost"]:

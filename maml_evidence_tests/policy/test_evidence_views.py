@@ -103,3 +103,20 @@ def test_requiring_strong_evidence_defers_enables_that_are_not_strong(home: Home
         assert report["threshold_sources"]["require_strong_evidence"] == "policy"
     # the grades did not move (nothing they depend on changed), so no evidence row was measured again
     assert {run_id: row["grade"] for run_id, row in evidence_rows(home).items()} == grades
+
+
+def test_doctor_names_runs_without_evidence_rows_and_repair_measures_them(home: Home) -> None:
+    """A store written before evidence strength was recorded: its runs have decisions but no evidence rows."""
+    folder = home.store.tables.directory("evidence_strength")
+    for path in home.store.tables.data_files("evidence_strength"):
+        path.unlink()
+    for sidecar in folder.glob("*.keys"):
+        sidecar.unlink()
+    assert evidence_rows(home) == {}
+    found = home.cli("doctor")
+    assert found.returncode == 1, found.stdout + found.stderr
+    assert f"{len(PAYLOADS)} decided spike run(s) have no evidence row" in found.stdout
+    repaired = home.cli("doctor", "--repair")
+    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    assert_rows_match_reports(home)
+    assert home.cli("doctor").returncode == 0
