@@ -370,6 +370,11 @@ def _lower_bounds(projects: Sequence[str]) -> str:
     return f"{', '.join(projects)}, so their steps are lower bounds"
 
 
+def _p_is(value: object) -> str:
+    """"p = 0.0039", or "p < 0.0001" for a p the report's four decimals round to 0 (a p-value is never 0)."""
+    return "p < 0.0001" if value == 0 else f"p = {_p(value)}"
+
+
 def _p(value: object) -> str:
     if not isinstance(value, float):
         return "undefined"
@@ -423,9 +428,9 @@ def render_evidence(report: Mapping[str, object]) -> str:
             f" ({fmt(step['per_project'][evidence['smallest_gain_project']])} steps)."
         )
         words.extend(_restricted_means(evidence.get("reach")))
-        tests = [f"p = {_p(step['t_p_value'])} by a t-test"] if step["t_p_value"] is not None else []
+        tests = [f"{_p_is(step['t_p_value'])} by a t-test"] if step["t_p_value"] is not None else []
         kind = "exact" if step["sign_flip_exact"] else "Monte Carlo"
-        tests.append(f"p = {_p(step['sign_flip_p_value'])} by a sign-flip test ({kind})")
+        tests.append(f"{_p_is(step['sign_flip_p_value'])} by a sign-flip test ({kind})")
         words.append(f"If MAML had no effect, a cut this large would have {' and '.join(tests)}.")
     if n < 5:
         smallest = 2.0**-n

@@ -75,6 +75,10 @@ class GateInputs(Record):
     upper95_regression_pp: float | None = None  # one-sided 95% upper bound of the mean accuracy regression
 
 
+# The gate inputs the statistics fill in: None where not measured (maml-feasibility-gate) or undefined.
+MEASURED_INPUTS = ("step_reduction_p_value", "upper95_regression_pp")
+
+
 class GateMetrics(Record):
     """Everything measured from one spike payload."""
 

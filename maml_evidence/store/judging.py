@@ -9,6 +9,8 @@ differential tests compare every decision, check and sentence with the scalar ga
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from maml_evidence.gate.decision import (
     ALL,
     CHECK_TABLE,
@@ -20,6 +22,7 @@ from maml_evidence.gate.decision import (
     UNDEFINED,
     CheckSpec,
 )
+from maml_evidence.gate.metrics import MEASURED_INPUTS
 from maml_evidence.strength import INSUFFICIENT, STRONG, SUGGESTIVE, SUGGESTIVE_CHECKS
 
 # ``fmt`` of the gate core, in SQL, in two steps so that each value is printed once: printf's %.4f rounds the
@@ -42,11 +45,12 @@ def shown_columns(names: list[str]) -> tuple[str, str]:
         f"gate_printed({_ident(n)}{' * 100' if n in FRACTIONS else ''}) AS {_ident('printed_' + n)}" for n in numbers
     )
     percent = " || '%'"
-    shown = [
-        f"coalesce(gate_trimmed({_ident('printed_' + n)}){percent if n in FRACTIONS else ''}, {_literal(UNDEFINED)}) "
-        f"AS {_ident('shown_' + n)}"
-        for n in numbers
-    ]
+    shown = []
+    for n in numbers:
+        text = f"gate_trimmed({_ident('printed_' + n)}){percent if n in FRACTIONS else ''}"
+        if n in MEASURED_INPUTS:  # null where not measured or undefined
+            text = f"coalesce({text}, {_literal(UNDEFINED)})"
+        shown.append(f"{text} AS {_ident('shown_' + n)}")
     shown += [f"coalesce({_ident(n)}, 'none') AS {_ident('shown_' + n)}" for n in names if n in LABELS]
     return printed, ", ".join(shown)
 
@@ -62,7 +66,8 @@ def _ident(name: str) -> str:
 def condition_sql(check: CheckSpec, index: int) -> str:
     """Whether condition ``index`` of ``check`` holds: ``observed <operator> threshold`` (false on a null)."""
     condition = check.conditions[index]
-    return f"coalesce({_ident(condition.metric)} {condition.operator} {_ident(condition.threshold_key)}, false)"
+    compared = f"{_ident(condition.metric)} {condition.operator} {_ident(condition.threshold_key)}"
+    return f"coalesce({compared}, false)" if condition.metric in MEASURED_INPUTS else f"({compared})"
 
 
 def enabled_column(check: CheckSpec) -> str:
@@ -127,10 +132,10 @@ def sentence_parts(check: CheckSpec, passed: bool) -> list[tuple[str, str]]:
     return parts
 
 
-def sentence_names() -> list[str]:
+def sentence_names(checks: Sequence[CheckSpec] = CHECK_TABLE) -> list[str]:
     """Every value some check sentence shows."""
     names: list[str] = []
-    for check in CHECK_TABLE:
+    for check in checks:
         for passed in (True, False):
             for kind, name in sentence_parts(check, passed):
                 if kind == "value" and name not in names:
@@ -185,9 +190,9 @@ def flags_sql() -> str:
     return ", ".join(f"{passed_sql(c)} AS {_ident(c.name)}" for c in CHECK_TABLE)
 
 
-def reasons_sql() -> str:
+def reasons_sql(checks: Sequence[CheckSpec] = CHECK_TABLE) -> str:
     """One sentence column per check, named ``reason_<check>``."""
-    return ", ".join(f"{reason_sql(c)} AS {_ident('reason_' + c.name)}" for c in CHECK_TABLE)
+    return ", ".join(f"{reason_sql(c)} AS {_ident('reason_' + c.name)}" for c in checks)
 
 
 def grade_sql() -> str:

@@ -174,7 +174,9 @@ def _write(
         connection.execute(macro)
     connection.execute("SET preserve_insertion_order = false")  # lets DuckDB write each file on every core
     per_pair = {*THRESHOLD_KEYS, "gpu_hour_usd", *FIXED_LIMITS}  # shown by the settings table
-    printed, shown = judging.shown_columns([n for n in judging.sentence_names() if n not in per_pair])
+    # the checks that run under at least one pair of settings: the others have no rows, sentences or values to show
+    running = [c for c in CHECK_TABLE if any(c in plan(s.thresholds).checks for s in resolved.values())]
+    printed, shown = judging.shown_columns([n for n in judging.sentence_names(running) if n not in per_pair])
     sentences = f"(SELECT *, {shown} FROM (SELECT *, {printed} FROM judged))"
     ids = [run_id for (run_id,) in connection.execute("SELECT spike_run_id FROM judged").fetchall()]
     at = f"TIMESTAMPTZ '{now.isoformat()}'"
@@ -191,7 +193,7 @@ def _write(
     repriced_ids = [r for (r,) in connection.execute(f"SELECT spike_run_id FROM {repriced}").fetchall()]
     if repriced_ids:
         store.tables.write_query("cost_metrics", connection, _select("cost_metrics", {}, repriced), repriced_ids, batch)
-    checks = " UNION ALL ".join(judging.check_rows_sql("shown", check, at) for check in CHECK_TABLE)
+    checks = " UNION ALL ".join(judging.check_rows_sql("shown", check, at) for check in running)
     checks = f"WITH shown AS MATERIALIZED {sentences} {checks}"
     store.tables.write_query("gate_checks", connection, checks, ids, batch)
     store.tables.write_query("gate_decisions", connection, _select("gate_decisions", constants, "judged"), ids, batch)
@@ -202,7 +204,7 @@ def _write(
     flipped = connection.execute(
         f"SELECT spike_run_id, old_decision, decision, old_failed_check, failed_check, old_policy_version, "
         f"payload_thresholds, payload_cost_profile, {', '.join(GateInputs.__annotations__)}, "
-        f"{judging.reasons_sql()} FROM {sentences} WHERE decision != old_decision ORDER BY spike_run_id"
+        f"{judging.reasons_sql(running)} FROM {sentences} WHERE decision != old_decision ORDER BY spike_run_id"
     )
     names = [d[0] for d in flipped.description]
     changes: list[Change] = []
@@ -212,7 +214,7 @@ def _write(
         row = dict(zip(names, values, strict=True))
         run_id = str(row["spike_run_id"])
         cause = flip_cause(row["old_failed_check"], row["failed_check"])
-        detail = str(row[f"reason_{cause}"]) if cause else ""
+        detail = str(row.get(f"reason_{cause}") or _not_run(cause)) if cause else ""
         changes.append(Change(run_id, str(row["old_decision"]), str(row["decision"]), cause, detail))
         pair = resolved[(row["payload_thresholds"], row["payload_cost_profile"])]
         verdicts[run_id] = (tuple(row[name] for name in GateInputs.__annotations__), pair)
@@ -231,6 +233,12 @@ def _write(
     if change_rows:
         store.tables.write("decision_changes", change_rows, [c.spike_run_id for c in changes], batch=batch)
     return mix, changes, verdicts
+
+
+def _not_run(check_name: str) -> str:
+    """The detail of a flip caused by an optional check that no longer runs (its setting was switched off)."""
+    setting = next(c.enabled_by for c in CHECK_TABLE if c.name == check_name)
+    return f"{check_name} does not run under this policy ({setting} is not set)."
 
 
 # Spike runs whose evidence row the new policy makes stale: its grade changes, or a threshold the section's

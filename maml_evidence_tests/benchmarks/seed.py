@@ -54,7 +54,8 @@ def seed_store(store: EvidenceStore, count: int, seed: int = 141, *, evidence: b
         if evidence:  # stored as an ingest stores it, so a re-evaluation can measure it again
             revision = store.registry.accept(run_id, data, f"generated/{run_id}.json")
         else:
-            revision = Revision(run_id, 1, hashlib.sha256(data).hexdigest(), f"generated/{run_id}.json", now.isoformat())
+            digest = hashlib.sha256(data).hexdigest()
+            revision = Revision(run_id, 1, digest, f"generated/{run_id}.json", now.isoformat())
         payload = validate_payload(raw)
         if evidence:
             metrics, verdict, report, section = evaluate_with_evidence(payload, policy.values)

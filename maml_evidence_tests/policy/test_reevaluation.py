@@ -247,7 +247,11 @@ def test_an_unreadable_payload_does_not_undo_a_reevaluation(home: Home) -> None:
         POLICY_B,
         {"min_mean_step_reduction": 3.0, "trigger_mean_steps": 6.0, "max_extra_gpu_cost_usd_per_run": 0.5},
         # the optional guards: strong evidence required, a worst-project limit, a tighter accuracy limit
-        {"require_strong_evidence": True, "max_project_accuracy_regression_pp": 0.5, "max_mean_accuracy_regression_pp": 3},
+        {
+            "require_strong_evidence": True,
+            "max_project_accuracy_regression_pp": 0.5,
+            "max_mean_accuracy_regression_pp": 3,
+        },
         {"require_strong_evidence": True, "max_mean_accuracy_regression_pp": 0.25, "trigger_mean_steps": 3.0},
     ],
     ids=["policy-b", "spec-keys", "guards", "guards-tight-accuracy"],

@@ -13,7 +13,7 @@ import pytest
 
 from maml_evidence.gate import Thresholds, validate_payload
 from maml_evidence.gate.decision import evidence_check
-from maml_evidence.strength import evaluate_with_evidence
+from maml_evidence.strength import evaluate_with_evidence, interpretation_with_evidence
 from maml_evidence_tests.gate.conftest import minimal_payload, run_cli
 from maml_evidence_tests.generator import generate_payloads
 
@@ -114,3 +114,11 @@ def test_maml_evidence_gate_measures_and_maml_feasibility_gate_cannot(tmp_path):
     plain = run_cli("--input", str(path), "--enforce-enable", script="maml-feasibility-gate")
     assert plain.returncode != 0
     assert json.loads(plain.stdout)["failed_check"] == "evidence_strength"
+
+
+def test_a_p_value_below_four_decimals_reads_as_below_0_0001_not_as_zero():
+    result = judged(strong_payload())
+    assert result.report["evidence"]["step_reduction"]["t_p_value"] == 0  # rounded for reading
+    assert 0 < result.evidence["step_reduction"]["t_p_value"] < 0.00005
+    text = interpretation_with_evidence(result.report)
+    assert "p < 0.0001 by a t-test" in text and "p = 0 " not in text
