@@ -371,7 +371,7 @@ def _lower_bounds(projects: Sequence[str]) -> str:
 
 
 def _p_is(value: object) -> str:
-    """"p = 0.0039", or "p < 0.0001" for a p the report's four decimals round to 0 (a p-value is never 0)."""
+    """The p-value as a phrase: "p = 0.0039", or "p < 0.0001" where four decimals round it to 0 (it is never 0)."""
     return "p < 0.0001" if value == 0 else f"p = {_p(value)}"
 
 

@@ -8,7 +8,13 @@ from typing import Any
 
 import dagster as dg
 
-from maml_evidence.defs.metadata import add_partition_metadata, column_schema, evidence_metadata, markdown_table
+from maml_evidence.defs.metadata import (
+    add_partition_metadata,
+    column_schema,
+    evidence_metadata,
+    markdown_table,
+    rounded,
+)
 from maml_evidence.defs.partitions import spike_runs
 from maml_evidence.defs.resources import EvidenceStoreResource
 from maml_evidence.gate import render_interpretation
@@ -71,12 +77,12 @@ def adaptation_metrics(context: dg.AssetExecutionContext, evidence: EvidenceStor
         )
         by_partition[e.spike_run_id] = {
             "dagster/row_count": len(e.metrics.per_project),
-            "baseline_mean_steps": i.baseline_mean_steps,
-            "baseline_max_steps": i.baseline_max_steps,
-            "candidate_mean_steps": cand.mean_steps_to_target,
-            "candidate_max_steps": cand.max_steps_to_target,
-            "mean_step_reduction": i.mean_step_reduction,
-            "relative_step_reduction": i.relative_step_reduction,
+            "baseline_mean_steps": rounded(i.baseline_mean_steps),
+            "baseline_max_steps": rounded(i.baseline_max_steps),
+            "candidate_mean_steps": rounded(cand.mean_steps_to_target),
+            "candidate_max_steps": rounded(cand.max_steps_to_target),
+            "mean_step_reduction": rounded(i.mean_step_reduction),
+            "relative_step_reduction": rounded(i.relative_step_reduction),
             "per_project": dg.MetadataValue.md(preview),
         }
     add_partition_metadata(context, by_partition)
@@ -113,9 +119,9 @@ def accuracy_metrics(context: dg.AssetExecutionContext, evidence: EvidenceStoreR
         by_partition[e.spike_run_id] = {
             "dagster/row_count": len(e.metrics.per_project),
             "score_scale": e.payload.score_scale,
-            "baseline_mean_final_accuracy_pp": e.metrics.baseline.mean_final_accuracy_pp,
-            "candidate_mean_final_accuracy_pp": e.metrics.candidate.mean_final_accuracy_pp,
-            "mean_accuracy_regression_pp": e.metrics.inputs.mean_accuracy_regression_pp,
+            "baseline_mean_final_accuracy_pp": rounded(e.metrics.baseline.mean_final_accuracy_pp),
+            "candidate_mean_final_accuracy_pp": rounded(e.metrics.candidate.mean_final_accuracy_pp),
+            "mean_accuracy_regression_pp": rounded(e.metrics.inputs.mean_accuracy_regression_pp),
             "per_project": dg.MetadataValue.md(preview),
         }
     add_partition_metadata(context, by_partition)
@@ -139,9 +145,9 @@ def cost_metrics(context: dg.AssetExecutionContext, evidence: EvidenceStoreResou
         cost = e.report["cost"]
         by_partition[e.spike_run_id] = {
             "dagster/row_count": 1,
-            "extra_training_minutes": e.metrics.inputs.extra_training_minutes,
-            "training_overhead_pct": e.metrics.inputs.training_overhead_pct,
-            "extra_gpu_cost_usd_per_run": e.verdict.extra_gpu_cost_usd_per_run,
+            "extra_training_minutes": rounded(e.metrics.inputs.extra_training_minutes),
+            "training_overhead_pct": rounded(e.metrics.inputs.training_overhead_pct),
+            "extra_gpu_cost_usd_per_run": rounded(e.verdict.extra_gpu_cost_usd_per_run),
             "gpu_hour_usd": e.verdict.gpu_hour_usd,
             "gpu_hour_usd_source": cost["assumptions"]["gpu_hour_usd_source"],  # type: ignore[index]
         }

@@ -15,7 +15,7 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
 )
 
 from maml_evidence.defs.assets import accuracy_metrics, adaptation_metrics, cost_metrics, decision_report
-from maml_evidence.defs.metadata import evidence_metadata
+from maml_evidence.defs.metadata import evidence_metadata, rounded
 from maml_evidence.defs.partitions import spike_runs
 from maml_evidence.defs.resources import EvidenceStoreResource
 from maml_evidence.gate import GateInputs, Thresholds, Verdict
@@ -141,11 +141,12 @@ def check_evaluation(
         shown = [result] if result is not None else []
     if spec.core_check == EVIDENCE_CHECK.name:
         metadata.update(evidence_metadata(judged.evidence))
-    for check in shown:
+    for check in shown:  # rounded as the report rounds them
         for c in check.conditions:
             if c.observed is not None:
-                metadata[f"observed_{c.metric}"] = float(c.observed)
-            metadata[f"threshold_{c.threshold_key}"] = float(c.threshold)
+                metadata[f"observed_{c.metric}"] = rounded(c.observed)
+                metadata[f"margin_{c.metric}"] = rounded(c.margin)
+            metadata[f"threshold_{c.threshold_key}"] = rounded(c.threshold)
     return dg.AssetCheckEvaluation(
         asset_key=spec.asset.key,
         check_name=spec.name,

@@ -8,6 +8,8 @@ from typing import Any
 
 import dagster as dg
 
+from maml_evidence.gate.decision import fmt
+from maml_evidence.gate.report import _r
 from maml_evidence.store.schema import TABLES
 
 
@@ -20,7 +22,7 @@ def column_schema(*tables: str) -> dg.TableSchema:
 
 def markdown_table(header: list[str], body: list[list[object]]) -> str:
     def cell(value: object) -> str:
-        return f"{value:.4g}" if isinstance(value, float) else str(value)
+        return fmt(value) if isinstance(value, float) else str(value)  # as the report's sentences show numbers
 
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in body]
@@ -82,6 +84,11 @@ EVIDENCE_FIGURES = (
     ("accuracy", "lower95_regression_pp"),
     ("accuracy", "verdict"),
 )
+
+
+def rounded(value: float | None) -> float | None:
+    """A number as the report shows it (4 decimals), for metadata a person reads in the UI."""
+    return None if value is None else _r(float(value))
 
 
 def evidence_metadata(evidence: Mapping[str, Any] | None) -> dict[str, Any]:

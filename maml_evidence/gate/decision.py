@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from maml_evidence.gate.metrics import GateInputs, extra_gpu_cost_usd
+from maml_evidence.gate.metrics import GateInputs, extra_gpu_cost_usd, saturated
 from maml_evidence.gate.record import TYPE_CHECKING, Record
 from maml_evidence.gate.thresholds import THRESHOLD_KEYS, Thresholds
 
@@ -30,6 +30,9 @@ ENABLE = "enable_maml"
 ALL, ANY = "all", "any"
 # The comparison shown in a sentence for each operator: (when the condition holds, when it does not).
 GLYPHS = {">=": (">=", "<"), "<=": ("<=", ">"), "<": ("<", ">=")}
+# The direction that passes, per operator: a condition's margin is sign * (observed - threshold), in the threshold's
+# unit (positive: passed with that much room; negative: failed by that much).
+MARGIN_SIGN = {">=": 1.0, "<=": -1.0, "<": -1.0}
 # Values shown as percentages in sentences (fractions: 0.25 reads "25%").
 FRACTIONS = frozenset({"relative_step_reduction", "min_relative_step_reduction"})
 # Observed values that are names, shown as given ("none" when there is none).
@@ -215,6 +218,7 @@ CHECK_TABLE: tuple[CheckSpec, ...] = (
     ),
 )
 EVIDENCE_CHECK = CHECK_TABLE[-1]
+_COMBINE = {spec.name: spec.combine for spec in CHECK_TABLE}
 # Checks in precedence order, with the decision each one produces when it is the first to fail.
 CHECKS: tuple[tuple[str, str], ...] = tuple((spec.name, spec.on_fail) for spec in CHECK_TABLE)
 CHECK_NAMES: tuple[str, ...] = tuple(name for name, _ in CHECKS)
@@ -233,6 +237,14 @@ class Condition(Record):
     threshold: float
     threshold_key: str
     passed: bool
+    margin: float | None  # MARGIN_SIGN[operator] * (observed - threshold); None where observed is not there
+
+    @property
+    def relative_margin(self) -> float | None:
+        """The margin as a share of the threshold (the margin itself against a threshold of 0)."""
+        if self.margin is None:
+            return None
+        return saturated(self.margin / abs(self.threshold)) if self.threshold else self.margin
 
 
 class CheckResult(Record):
@@ -242,6 +254,16 @@ class CheckResult(Record):
     passed: bool
     conditions: tuple[Condition, ...]
     reason: str
+
+    @property
+    def closest(self) -> Condition | None:
+        """The condition that says how close the check came to the other outcome: the smallest relative margin of an
+        "all" check, the largest of an "any" one (None when a condition it needs is not there)."""
+        either = _COMBINE.get(self.name) == ANY
+        measured = [c for c in self.conditions if c.margin is not None]
+        if not measured or (not either and len(measured) < len(self.conditions)):
+            return None
+        return (max if either else min)(measured, key=_relative)
 
     @property
     def decisive(self) -> Condition:
@@ -263,6 +285,11 @@ class Verdict(Record):
     def maml_recommended(self) -> bool:
         return self.decision == ENABLE
 
+    def closest_call(self) -> Condition | None:
+        """Of the checks that ran, the condition closest to the other outcome, relative to its threshold."""
+        closest = [c for c in (check.closest for check in self.checks) if c is not None]
+        return min(closest, key=lambda c: abs(c.relative_margin or 0.0), default=None)
+
     def flags(self) -> dict[str, bool]:
         return {check.name: check.passed for check in self.checks}
 
@@ -271,6 +298,10 @@ class Verdict(Record):
         """Failing checks in precedence order (the decisive one first); all checks when MAML is enabled."""
         failing = [check.reason for check in self.checks if not check.passed]
         return failing or [check.reason for check in self.checks]
+
+
+def _relative(condition: Condition) -> float:
+    return condition.relative_margin or 0.0
 
 
 def flip_cause(old_failed: str | None, new_failed: str | None) -> str | None:
@@ -414,7 +445,8 @@ def _run_check(
             holds = value <= threshold if operator == "<=" else value < threshold
         passed = (passed and holds) if every else (passed or holds)
         cmp[metric] = GLYPHS[operator][0 if holds else 1]
-        conditions.append(Condition._make((spec.name, metric, value, operator, float(threshold), key, holds)))
+        margin = None if value is None else MARGIN_SIGN[operator] * (value - threshold)
+        conditions.append(Condition._make((spec.name, metric, value, operator, float(threshold), key, holds, margin)))
     return CheckResult._make((spec.name, passed, tuple(conditions), spec.explain(passed, shown, cmp)))
 
 

@@ -66,10 +66,29 @@ def _check_details(verdict: Verdict, shown: Mapping[str, float | None]) -> dict[
                     "threshold": c.threshold,
                     "threshold_key": c.threshold_key,
                     "passed": c.passed,
+                    "margin": None if c.margin is None else _r(c.margin),
                 }
             )
         details[check.name] = {"passed": check.passed, "reason": check.reason, "conditions": conditions}
     return details
+
+
+def _closest_call(verdict: Verdict, shown: Mapping[str, float | None]) -> dict[str, object] | None:
+    """The condition nearest the other outcome, relative to its threshold (its margin in the threshold's unit)."""
+    c = verdict.closest_call()
+    if c is None or c.margin is None:
+        return None
+    relative = c.relative_margin
+    return {
+        "check": c.check,
+        "metric": c.metric,
+        "observed": shown[c.metric],
+        "operator": c.operator,
+        "threshold": c.threshold,
+        "threshold_key": c.threshold_key,
+        "margin": _r(c.margin),
+        "relative_margin": None if relative is None else _r(relative),
+    }
 
 
 def build_report(
@@ -123,6 +142,7 @@ def build_report(
         },
         "checks": verdict.flags(),
         "check_details": _check_details(verdict, shown),
+        "closest_call": _closest_call(verdict, shown),
         "reasons": reasons,
         "report_version": REPORT_VERSION,
     }

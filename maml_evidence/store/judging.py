@@ -19,8 +19,10 @@ from maml_evidence.gate.decision import (
     FRACTIONS,
     GLYPHS,
     LABELS,
+    MARGIN_SIGN,
     UNDEFINED,
     CheckSpec,
+    ConditionSpec,
 )
 from maml_evidence.gate.metrics import MEASURED_INPUTS
 from maml_evidence.strength import INSUFFICIENT, STRONG, SUGGESTIVE, SUGGESTIVE_CHECKS
@@ -68,6 +70,12 @@ def condition_sql(check: CheckSpec, index: int) -> str:
     condition = check.conditions[index]
     compared = f"{_ident(condition.metric)} {condition.operator} {_ident(condition.threshold_key)}"
     return f"coalesce({compared}, false)" if condition.metric in MEASURED_INPUTS else f"({compared})"
+
+
+def margin_sql(condition: ConditionSpec) -> str:
+    """The condition's margin (``MARGIN_SIGN``): how far observed is from threshold in the passing direction."""
+    sign = MARGIN_SIGN[condition.operator]
+    return f"({sign!r} * ({_ident(condition.metric)} - {_ident(condition.threshold_key)}))::DOUBLE"
 
 
 def enabled_column(check: CheckSpec) -> str:
@@ -180,6 +188,7 @@ def check_rows_sql(source: str, check: CheckSpec, evaluated_at: str) -> str:
         f"{pick([_literal(c.operator) for c in conditions])} AS operator, "
         f"{pick([f'{_ident(c.threshold_key)}::DOUBLE' for c in conditions])} AS threshold, "
         f"{pick([_literal(c.threshold_key) for c in conditions])} AS threshold_key, "
+        f"{pick([margin_sql(c) for c in conditions])} AS margin, "
         f"{reason_sql(check)} AS reason, {evaluated_at} AS evaluated_at FROM {source}"
         + ("" if check.enabled_by is None else f" WHERE {_ident(enabled_column(check))}")
     )

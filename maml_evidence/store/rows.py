@@ -192,6 +192,7 @@ def check_rows(run_id: str, verdict: Verdict, evaluated_at: datetime) -> list[Ro
                 "operator": decisive.operator,
                 "threshold": decisive.threshold,
                 "threshold_key": decisive.threshold_key,
+                "margin": decisive.margin,
                 "reason": check.reason,
                 "evaluated_at": evaluated_at,
             }

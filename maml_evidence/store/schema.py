@@ -260,6 +260,7 @@ TABLES: dict[str, TableDef] = {
                 _c("operator", pa.string(), ">= or <="),
                 _c("threshold", F, "the threshold it was compared with"),
                 _c("threshold_key", pa.string(), "the threshold's key"),
+                _c("margin", F, "how far observed is from threshold in the passing direction (negative: failed by)"),
                 _c("reason", pa.string(), "the check's sentence with every observed number"),
                 _c("evaluated_at", TS, "when the check ran"),
             ),

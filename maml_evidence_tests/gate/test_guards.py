@@ -53,6 +53,7 @@ def test_worst_project_guard_defers_on_accuracy_and_names_the_project():
         "threshold": 1.0,
         "threshold_key": "max_project_accuracy_regression_pp",
         "passed": False,
+        "margin": -0.5,  # failed by half a point
     }
     assert report["thresholds"]["max_project_accuracy_regression_pp"] == 1.0
     assert report["threshold_sources"]["max_project_accuracy_regression_pp"] == "payload"

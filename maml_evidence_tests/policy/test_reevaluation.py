@@ -323,8 +323,8 @@ def test_column_wise_judging_matches_the_scalar_gate_on_every_run_check_and_sent
         for check in verdict.checks:
             found, decisive = checks[(run_id, check.name)], check.decisive
             assert (found["passed"], found["reason"]) == (check.passed, check.reason), (run_id, check.name)
-            assert (found["metric"], found["observed"], found["threshold"]) == (
-                decisive.metric, decisive.observed, decisive.threshold
+            assert (found["metric"], found["observed"], found["threshold"], found["margin"]) == (
+                decisive.metric, decisive.observed, decisive.threshold, decisive.margin
             ), (run_id, check.name)  # fmt: skip
     # the runs cover what the policy switches on: strong evidence both missing and shown, the worst-project guard
     if policy.get("require_strong_evidence"):
