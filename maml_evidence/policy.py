@@ -23,7 +23,8 @@ from maml_evidence.gate import THRESHOLD_KEYS, PayloadValidationError, Problem
 from maml_evidence.gate.errors import Collector
 from maml_evidence.gate.thresholds import (
     COST_PROFILE_KEYS,
-    OPTIONAL_THRESHOLD_KEYS,
+    DEFAULT_SETTING_VALUES,
+    SPEC_SETTING_KEYS,
     check_overrides,
     effective_settings,
 )
@@ -33,14 +34,15 @@ POLICY_KEYS: tuple[str, ...] = (*THRESHOLD_KEYS, *COST_PROFILE_KEYS)
 
 
 def effective_policy(values: Mapping[str, float | int | None]) -> dict[str, float | int | None]:
-    """The policy layer over the spec's defaults: every spec threshold key, the GPU price, and each optional
-    guard the policy switches on (a guard left off is not listed, so adding one to the gate changes no version).
+    """The policy layer over the spec's defaults: every spec threshold and the GPU price, and each other setting
+    (the optional guards, the break-even inputs) where it differs from its default, so that adding a setting to the
+    gate changes no existing version and spelling out a default is no new version.
     """
     merged = effective_settings(values, {}, {}).values
     return {
-        key: v if key in OPTIONAL_THRESHOLD_KEYS else (int(v) if key == "min_projects" else float(v))  # type: ignore[arg-type]
+        key: (int(v) if key == "min_projects" else float(v)) if key in SPEC_SETTING_KEYS else v  # type: ignore[arg-type]
         for key, v in merged.items()
-        if key not in OPTIONAL_THRESHOLD_KEYS or (v is not None and v is not False)
+        if key in SPEC_SETTING_KEYS or v != DEFAULT_SETTING_VALUES[key]
     }
 
 

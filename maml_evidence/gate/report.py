@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from maml_evidence.gate.decision import Verdict, fixed_texts, fmt, judge_observed, observed_values, pct, plan
+from maml_evidence.gate.economics import economics, economics_in_force
 from maml_evidence.gate.errors import show
 from maml_evidence.gate.metrics import ArmSummary, GateMetrics, compute_metrics
 from maml_evidence.gate.payload import SpikePayload, validate_payload
@@ -97,6 +98,8 @@ def build_report(
     verdict: Verdict,
     settings: Settings,
     fixed: Mapping[str, str | None],
+    *,
+    with_economics: bool = False,
 ) -> dict[str, object]:
     """Assemble the report; every number a reader needs to see why the decision was made.
 
@@ -146,6 +149,9 @@ def build_report(
         "reasons": reasons,
         "report_version": REPORT_VERSION,
     }
+    if with_economics or economics_in_force(settings):
+        found = economics(metrics.inputs.mean_step_reduction, verdict.extra_gpu_cost_usd_per_run, settings)
+        report["economics"] = {k: _r(v) if isinstance(v, float) else v for k, v in found.items()}
     if "spike_run_id" in payload.extras:
         run_id = payload.extras["spike_run_id"]
         # Kept as given when it is text; anything else is shown as text so the report stays strict JSON.
@@ -168,14 +174,22 @@ def evaluate_payload(
 
 
 def judge_metrics(
-    payload: SpikePayload, metrics: GateMetrics, policy: Mapping[str, float | int | None] | None = None
+    payload: SpikePayload,
+    metrics: GateMetrics,
+    policy: Mapping[str, float | int | None] | None = None,
+    *,
+    with_economics: bool = False,
 ) -> tuple[Verdict, dict[str, object]]:
-    """Verdict and report over metrics already computed (``maml_evidence.strength`` adds its statistics first)."""
+    """Verdict and report over metrics already computed (``maml_evidence.strength`` adds its statistics first).
+
+    ``with_economics``: the break-even section even where no policy or payload gives its inputs (the section then
+    says which keys would answer it); without, a report carries it only where some input is given.
+    """
     settings = effective_settings(policy, payload.threshold_overrides, payload.cost_overrides)
     observed = observed_values(metrics.inputs, settings.gpu_hour_usd)  # once, for the checks and the report
     fixed = fixed_texts(observed, plan(settings.thresholds).shown)  # one conversion: sentences, report
     verdict = judge_observed(observed, settings.thresholds, settings.gpu_hour_usd, fixed)
-    return verdict, build_report(payload, metrics, verdict, settings, fixed)
+    return verdict, build_report(payload, metrics, verdict, settings, fixed, with_economics=with_economics)
 
 
 def evaluate_feasibility(payload: object, policy: Mapping[str, float | int | None] | None = None) -> dict[str, object]:
@@ -239,6 +253,7 @@ def render_interpretation(report: Mapping[str, object]) -> str:
         f"Extra GPU cost: ${_num(cost['extra_gpu_cost_usd_per_run'])} per run at "
         f"${_num(cost['assumptions']['gpu_hour_usd'])}/GPU-hour.",
     ]
+    lines.extend(_economics_lines(report.get("economics")))
     alignment = report["project_alignment"]
     assert isinstance(alignment, dict)
     lines.append(f"Judged over {alignment['common_project_count']} common projects.")
@@ -247,3 +262,33 @@ def render_interpretation(report: Mapping[str, object]) -> str:
         if unmatched:
             lines.append(f"Only in the {side} run (not compared): {', '.join(map(str, unmatched))}.")
     return "\n".join(lines) + "\n"
+
+
+def _economics_lines(found: object) -> list[str]:
+    """The break-even in plain words, or which cost_profile keys would answer it."""
+    if not isinstance(found, dict):
+        return []
+    saving, breakeven, monthly = (
+        found["saving_per_adaptation_usd"],
+        found["breakeven_adaptations_per_run"],
+        found["monthly_net_usd"],
+    )
+    lines = []
+    if saving is not None:
+        pays = (
+            f"it pays for itself after {breakeven} adaptation{'s' if breakeven != 1 else ''} per training run"
+            if breakeven is not None
+            else "it never pays for itself (an adaptation saves nothing)"
+        )
+        lines.append(f"Break-even: each adaptation saves ${_num(saving)} of GPU time; {pays}.")
+    if monthly is not None:
+        inputs = found["inputs"]
+        per_month = _num(inputs["adaptations_per_month"]["value"])
+        runs = _num(inputs["training_runs_per_month"]["value"])
+        lines.append(
+            f"At {per_month} adaptations and {runs} training run(s) a month, MAML nets ${_num(monthly)} a month."
+        )
+    if found["missing"]:
+        keys = " and ".join(f"`{key}`" for key in found["missing"])
+        lines.append(f"Break-even needs {keys} (cost_profile in the payload, or thresholds.toml).")
+    return lines

@@ -37,13 +37,21 @@ THRESHOLD_KEYS: tuple[str, ...] = Thresholds._fields
 OPTIONAL_THRESHOLD_KEYS: frozenset[str] = frozenset({"max_project_accuracy_regression_pp", "require_strong_evidence"})
 NULLABLE_KEYS: frozenset[str] = frozenset({"max_project_accuracy_regression_pp"})  # null: not checked
 SPEC_THRESHOLD_KEYS: tuple[str, ...] = tuple(key for key in THRESHOLD_KEYS if key not in OPTIONAL_THRESHOLD_KEYS)
-COST_PROFILE_KEYS: tuple[str, ...] = ("gpu_hour_usd",)
+# Break-even inputs (issue 12): cost_profile keys beside the spec's GPU price; they never change a decision.
+ECONOMICS_KEYS: tuple[str, ...] = ("minutes_per_adaptation_step", "adaptations_per_month", "training_runs_per_month")
+COST_PROFILE_KEYS: tuple[str, ...] = ("gpu_hour_usd", *ECONOMICS_KEYS)
 SETTING_KEYS: tuple[str, ...] = (*THRESHOLD_KEYS, *COST_PROFILE_KEYS)
 DEFAULT_THRESHOLDS = Thresholds()
 DEFAULT_SETTING_VALUES: dict[str, float | int | None] = {
     **DEFAULT_THRESHOLDS.as_dict(),
     "gpu_hour_usd": DEFAULT_GPU_HOUR_USD,
+    "minutes_per_adaptation_step": None,  # not known unless given
+    "adaptations_per_month": None,
+    "training_runs_per_month": 1,
 }
+# Settings the spec defines: always part of a policy's version; the others count only where they differ from default.
+SPEC_SETTING_KEYS: frozenset[str] = frozenset({*SPEC_THRESHOLD_KEYS, "gpu_hour_usd"})
+STEP_MINUTES_WHAT = f"a number of GPU minutes > 0 and at most {show_limit(MAX_NUMBER)}"
 # A count of projects; the bound keeps it far inside the int64 column it is stored in.
 MAX_MIN_PROJECTS = 1_000_000
 MIN_PROJECTS_WHAT = f"a whole number between 0 and {show_limit(MAX_MIN_PROJECTS)}"
@@ -112,8 +120,12 @@ def check_overrides(
         if value is None and key in NULLABLE_KEYS:  # a guard switched off (say, one a policy set)
             clean[key] = None
             continue
-        if key == "gpu_hour_usd":
-            checked = number(value, key_path, errors)
+        if key == "gpu_hour_usd" or key in ECONOMICS_KEYS:
+            what = STEP_MINUTES_WHAT if key == "minutes_per_adaptation_step" else None
+            checked = number(value, key_path, errors, what=what)
+            if checked == 0 and key == "minutes_per_adaptation_step":  # a step that costs nothing saves nothing
+                errors.expected(key_path, STEP_MINUTES_WHAT, value)
+                checked = None
         else:
             checked = check_threshold_value(key, value, key_path, errors)
         if checked is not None:

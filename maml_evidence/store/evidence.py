@@ -282,6 +282,17 @@ class EvidenceStore:
 
     def write_cost(self, evaluations: Sequence[Evaluation]) -> Path | None:
         out = [rows.cost_row(e.spike_run_id, e.metrics, e.verdict, e.sources["gpu_hour_usd"]) for e in evaluations]
+        breakeven = [
+            rows.breakeven_row(
+                e.spike_run_id,
+                e.metrics.inputs.mean_step_reduction,
+                e.verdict.extra_gpu_cost_usd_per_run,
+                e.settings,
+                e.policy.version,
+            )
+            for e in evaluations
+        ]
+        self._write("cost_breakeven", breakeven, evaluations)
         return self._write("cost_metrics", out, evaluations)
 
     def record_policy(self, policy: Policy) -> bool:

@@ -19,8 +19,9 @@ import pyarrow as pa
 
 from maml_evidence.gate import ENABLE, THRESHOLD_KEYS, GateInputs, Verdict, flip_cause, judge
 from maml_evidence.gate.decision import CHECK_TABLE, FIXED_LIMITS, plan, show_number
+from maml_evidence.gate.economics import INPUT_KEYS
 from maml_evidence.gate.metrics import extra_gpu_cost_usd
-from maml_evidence.gate.thresholds import Settings, effective_settings
+from maml_evidence.gate.thresholds import ECONOMICS_KEYS, Settings, effective_settings
 from maml_evidence.policy import Policy
 from maml_evidence.store import judging, rows
 from maml_evidence.store.catalog import query
@@ -121,6 +122,10 @@ def _settings_table(policy: Policy, pairs: list[tuple[str, str]]) -> tuple[pa.Ta
     }
     for key, value in FIXED_LIMITS.items():
         columns[key] = [value] * len(resolved)
+    # the break-even inputs in force, to find the cost_breakeven rows a policy change makes stale
+    for key in ECONOMICS_KEYS:
+        columns[key] = [None if s.values[key] is None else float(s.values[key]) for s in resolved.values()]  # type: ignore[arg-type]
+    columns["breakeven_sources"] = [json.dumps({k: s.sources[k] for k in INPUT_KEYS}) for s in resolved.values()]
     # which optional checks run under each pair, by the gate core's own rule
     for check in CHECK_TABLE:
         if check.enabled_by is not None:
@@ -128,7 +133,8 @@ def _settings_table(policy: Policy, pairs: list[tuple[str, str]]) -> tuple[pa.Ta
     # the thresholds and the price as sentences show them, by the gate core's own formatting (once per pair)
     for key in (*THRESHOLD_KEYS, "gpu_hour_usd", *FIXED_LIMITS):
         columns[f"shown_{key}"] = [show_number(key, (s.values | FIXED_LIMITS)[key]) for s in resolved.values()]
-    return pa.table({k: pa.array(v, type=THRESHOLD_TYPES.get(k)) for k, v in columns.items()}), resolved
+    types = {**THRESHOLD_TYPES, **dict.fromkeys(ECONOMICS_KEYS, pa.float64())}
+    return pa.table({k: pa.array(v, type=types.get(k)) for k, v in columns.items()}), resolved
 
 
 def _select(table: str, expressions: dict[str, str], source: str) -> str:
@@ -241,6 +247,38 @@ def _not_run(check_name: str) -> str:
     return f"{check_name} does not run under this policy ({setting} is not set)."
 
 
+# Spike runs whose cost_breakeven row has other inputs than the new policy gives (price, break-even keys, sources).
+STALE_BREAKEVEN_SQL = """
+SELECT j.spike_run_id, j.payload_thresholds, j.payload_cost_profile, j.mean_step_reduction,
+       j.extra_gpu_cost_usd_per_run
+FROM judged j JOIN cost_breakeven b USING (spike_run_id)
+WHERE j.gpu_hour_usd IS DISTINCT FROM b.gpu_hour_usd
+   OR j.minutes_per_adaptation_step IS DISTINCT FROM b.minutes_per_adaptation_step
+   OR j.adaptations_per_month IS DISTINCT FROM b.adaptations_per_month
+   OR j.training_runs_per_month IS DISTINCT FROM b.training_runs_per_month
+   OR j.breakeven_sources IS DISTINCT FROM b.sources
+ORDER BY j.spike_run_id
+"""
+
+
+def _refresh_breakeven(
+    store: EvidenceStore,
+    connection: duckdb.DuckDBPyConnection,
+    policy: Policy,
+    resolved: dict[tuple[str, str], Settings],
+    batch: str,
+) -> int:
+    """Write the break-even rows whose inputs the policy changes (by the gate's ``economics``); how many."""
+    found = connection.execute(STALE_BREAKEVEN_SQL).fetchall()
+    fresh = [
+        rows.breakeven_row(run_id, reduction, extra_cost, resolved[(thresholds, cost)], policy.version)
+        for run_id, thresholds, cost, reduction, extra_cost in found
+    ]
+    if fresh:
+        store.tables.write("cost_breakeven", fresh, [row["spike_run_id"] for row in fresh], batch=batch)  # type: ignore[misc]
+    return len(fresh)
+
+
 # Spike runs whose evidence row the new policy makes stale: its grade changes, or a threshold the section's
 # accuracy verdict or needed-projects figure depends on does.
 STALE_EVIDENCE_SQL = """
@@ -315,6 +353,7 @@ def reevaluate(
             batch = new_batch_id()
             mix, changes, changed_inputs = _write(store, connection, policy, resolved, now, batch)
             refreshed = _refresh_evidence(store, connection, policy, now, batch)
+            _refresh_breakeven(store, connection, policy, resolved, batch)
             timings["write"] = time.perf_counter() - t0
         finally:
             connection.close()

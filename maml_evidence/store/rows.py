@@ -8,6 +8,8 @@ from datetime import datetime
 from typing import Any
 
 from maml_evidence.gate import CHECK_NAMES, THRESHOLD_KEYS, GateInputs, GateMetrics, SpikePayload, Verdict
+from maml_evidence.gate.economics import INPUT_KEYS, economics
+from maml_evidence.gate.thresholds import Settings
 from maml_evidence.store.registry import Revision
 from maml_evidence.strength import project_effects
 
@@ -243,4 +245,24 @@ def evidence_row(
         "grade_reason": evidence["grade_reason"],
         "policy_version": policy_version,
         "evaluated_at": evaluated_at,
+    }
+
+
+def breakeven_row(
+    run_id: str, mean_step_reduction: float, extra_gpu_cost_usd_per_run: float, settings: Settings, policy_version: str
+) -> Row:
+    """A cost_breakeven row: the gate's break-even figures at the settings in force (unrounded)."""
+    found = economics(mean_step_reduction, extra_gpu_cost_usd_per_run, settings)
+    inputs = found["inputs"]
+    breakeven = found["breakeven_adaptations_per_run"]
+    return {
+        "spike_run_id": run_id,
+        "saving_per_adaptation_usd": found["saving_per_adaptation_usd"],
+        "breakeven_adaptations_per_run": None if breakeven is None else float(breakeven),  # type: ignore[arg-type]
+        "monthly_net_usd": found["monthly_net_usd"],
+        "extra_gpu_cost_usd_per_run": extra_gpu_cost_usd_per_run,
+        **{key: inputs[key]["value"] for key in INPUT_KEYS},  # type: ignore[index]
+        "sources": json.dumps({key: inputs[key]["source"] for key in INPUT_KEYS}),  # type: ignore[index]
+        "missing": found["missing"],
+        "policy_version": policy_version,
     }

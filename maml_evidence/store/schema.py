@@ -172,6 +172,33 @@ TABLES: dict[str, TableDef] = {
             ),
         ),
         TableDef(
+            "cost_breakeven",
+            "current",
+            "Per spike run: when MAML's extra training pays for itself, at the price and break-even inputs in force.",
+            (
+                RUN,
+                _c(
+                    "saving_per_adaptation_usd",
+                    F,
+                    "mean step reduction * minutes_per_adaptation_step / 60 * gpu_hour_usd",
+                ),
+                _c(
+                    "breakeven_adaptations_per_run",
+                    F,
+                    "ceil(extra GPU cost per run / saving): a whole number; null: never",
+                ),
+                _c("monthly_net_usd", F, "adaptations_per_month * saving - training_runs_per_month * extra cost"),
+                _c("extra_gpu_cost_usd_per_run", F, "the spec's extra GPU cost per training run at that price"),
+                _c("gpu_hour_usd", F, "GPU price (USD per hour)"),
+                _c("minutes_per_adaptation_step", F, "GPU minutes one adaptation step costs (null: not given)"),
+                _c("adaptations_per_month", F, "new project adaptations a month (null: not given)"),
+                _c("training_runs_per_month", F, "how often the priced training repeats a month (default 1)"),
+                _c("sources", pa.string(), "per input: default, policy or payload (JSON)"),
+                _c("missing", pa.list_(pa.string()), "the cost_profile keys that would answer the null figures"),
+                _c("policy_version", pa.string(), "the policy the inputs were taken under"),
+            ),
+        ),
+        TableDef(
             "project_effects",
             "current",
             "Per spike run and common project: MAML's effect, the replicates, whether each arm reached target.",

@@ -44,6 +44,7 @@ def seed_store(store: EvidenceStore, count: int, seed: int = 141, *, evidence: b
             "decision_history",
             "project_effects",
             "evidence_strength",
+            "cost_breakeven",
         )
     }
     ids: list[str] = []
@@ -62,9 +63,14 @@ def seed_store(store: EvidenceStore, count: int, seed: int = 141, *, evidence: b
             tables["evidence_strength"].append(rows.evidence_row(run_id, section, metrics.inputs, policy.version, now))
         else:
             metrics, verdict, report = evaluate_payload(payload, policy.values)
-        tables["project_effects"].extend(rows.project_effect_rows(run_id, metrics))
-        mix[verdict.decision] = mix.get(verdict.decision, 0) + 1
         settings = effective_settings(policy.values, payload.threshold_overrides, payload.cost_overrides)
+        tables["project_effects"].extend(rows.project_effect_rows(run_id, metrics))
+        tables["cost_breakeven"].append(
+            rows.breakeven_row(
+                run_id, metrics.inputs.mean_step_reduction, verdict.extra_gpu_cost_usd_per_run, settings, policy.version
+            )
+        )
+        mix[verdict.decision] = mix.get(verdict.decision, 0) + 1
         tables["spike_runs"].append(rows.spike_run_row(run_id, revision, payload, metrics, "", now))
         tables["adaptation_metrics"].extend(rows.adaptation_rows(run_id, metrics))
         tables["adaptation_summary"].append(rows.adaptation_summary_row(run_id, metrics))
