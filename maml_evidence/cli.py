@@ -281,6 +281,36 @@ def run_reevaluate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def run_whatif(args: argparse.Namespace) -> int:
+    """Judge every stored spike run under the policy in force with the --set keys changed; record nothing."""
+    from maml_evidence.store import EvidenceStore, StoreError
+    from maml_evidence.store.whatif import WhatIf, check_settings, render_table, what_if, what_if_policy
+
+    pairs = []
+    for item in args.set:
+        key, equals, value = item.partition("=")
+        if not equals or not key.strip():
+            raise CommandError(f"--set {item!r}: expected KEY=VALUE, e.g. --set min_projects=4")
+        pairs.append((key, value))
+    overrides = check_settings(pairs)  # the policy file's messages for a bad key or value (exit 2)
+    store = EvidenceStore(args.home)
+    current = store.policy()  # a broken policy file stops here with every problem named (exit 2)
+    if not store.home.tables.is_dir():  # nothing stored, and a what-if creates no evidence home
+        result = WhatIf(current, what_if_policy(current, overrides), overrides)
+    else:
+        try:
+            result = what_if(store, overrides, current)
+        except StoreError as exc:
+            raise CommandError(f"evidence home {store.home.root}: {exc}") from None
+    if args.format == "json":
+        sys.stdout.write(json.dumps(result.as_json(), indent=2) + "\n")
+        for damage in result.damaged:
+            sys.stderr.write(f"warning: skipped {damage}; run `maml-evidence doctor --repair`\n")
+    else:
+        sys.stdout.write(render_table(result, str(store.home.root), args.show))
+    return EXIT_OK
+
+
 def run_sql(args: argparse.Namespace) -> int:
     """Run read-only SQL against the evidence store and print the rows."""
     from maml_evidence.formatting import render
@@ -409,6 +439,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     reeval.add_argument("--force", action="store_true", help="re-judge even if no decision uses an older policy")
     reeval.add_argument("--show", type=int, default=20, metavar="N", help="list at most N changed decisions")
+
+    whatif = command(
+        "whatif",
+        run_whatif,
+        "judge every stored spike run under the policy in force with some keys changed; records nothing",
+        "Re-judge history under thresholds.toml with each --set KEY=VALUE replacing the policy's value (a payload's "
+        "own thresholds and cost_profile still win), and print the decision mix before and after and every "
+        "decision that would change. Nothing is written: no table, report, policy record or Dagster record.",
+    )
+    whatif.add_argument(
+        "--set",
+        action="append",
+        required=True,
+        metavar="KEY=VALUE",
+        help="a key of thresholds.toml and its value (a number, true/false, or null to switch a guard off)",
+    )
+    whatif.add_argument("--format", choices=("table", "json"), default="table")
+    whatif.add_argument("--show", type=int, default=20, metavar="N", help="list at most N changed decisions (table)")
 
     # The view names are written out: importing the store's schema here would load pyarrow on every command.
     sql = command(

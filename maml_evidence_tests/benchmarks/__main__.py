@@ -200,17 +200,59 @@ def bench_history(work: Path, count: int) -> dict[str, object]:
     }
 
 
+def bench_whatif(work: Path, count: int, repeats: int = 5) -> dict[str, object]:
+    """A what-if over the whole history: in process (median of ``repeats``) and the command end to end."""
+    from maml_evidence.store import EvidenceStore
+    from maml_evidence.store.whatif import what_if
+    from maml_evidence_tests.benchmarks.seed import seed_store
+
+    store = EvidenceStore(work / "whatif").ensure()
+    started = time.perf_counter()
+    seed_store(store, count)
+    seed_seconds = time.perf_counter() - started
+    settings = {"max_extra_gpu_cost_usd_per_run": 3.0, "max_training_overhead_pct": 90.0, "min_projects": 4}
+    timings, flips = [], 0
+    for _ in range(repeats):
+        started = time.perf_counter()
+        flips = len(what_if(store, settings).flips)
+        timings.append(time.perf_counter() - started)
+    command = [_bin("maml-evidence"), "whatif", "--home", str(store.home.root), "--format", "json"]
+    command += [arg for key, value in settings.items() for arg in ("--set", f"{key}={value}")]
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)  # warm the file cache as the loop above did
+    cli_timings = []
+    for _ in range(3):
+        started = time.perf_counter()
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+        cli_timings.append(time.perf_counter() - started)
+    return {
+        "spike_runs": count,
+        "settings": settings,
+        "decisions_that_would_change": flips,
+        "median_seconds": round(statistics.median(timings), 3),
+        "command_median_seconds": round(statistics.median(cli_timings), 3),
+        "seeding_seconds_not_timed": round(seed_seconds, 1),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m maml_evidence_tests.benchmarks")
     parser.add_argument("--quick", action="store_true", help="small sizes, to check the harness itself")
-    parser.add_argument("--only", choices=("core", "cold_start", "ingest", "history"), action="append")
+    parser.add_argument("--only", choices=("core", "cold_start", "ingest", "history", "whatif"), action="append")
     args = parser.parse_args(argv)
     sizes = (
-        {"core": 1000, "core_rounds": 2, "cold": 5, "ingest": 30, "sample": 3, "history": 2000}
+        {"core": 1000, "core_rounds": 2, "cold": 5, "ingest": 30, "sample": 3, "history": 2000, "whatif": 2000}
         if args.quick
-        else {"core": 10_000, "core_rounds": 7, "cold": 30, "ingest": 1000, "sample": 20, "history": 100_000}
+        else {
+            "core": 10_000,
+            "core_rounds": 7,
+            "cold": 30,
+            "ingest": 1000,
+            "sample": 20,
+            "history": 100_000,
+            "whatif": 100_000,
+        }
     )
-    only = set(args.only or ("core", "cold_start", "ingest", "history"))
+    only = set(args.only or ("core", "cold_start", "ingest", "history", "whatif"))
     figures: dict[str, object] = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
     }
@@ -224,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
             figures["ingest"] = bench_ingest(work, sizes["ingest"], sizes["sample"])
         if "history" in only:
             figures.update(bench_history(work, sizes["history"]))
+        if "whatif" in only:
+            figures["whatif"] = bench_whatif(work, sizes["whatif"])
     print(json.dumps(figures, indent=2))
     return 0
 
