@@ -22,6 +22,7 @@ from maml_evidence.gate import GateInputs, GateMetrics, Verdict, compute_metrics
 from maml_evidence.gate.decision import FIXED_LIMITS, evidence_check, fmt
 from maml_evidence.gate.payload import sample_sd
 from maml_evidence.gate.report import _r, judge_metrics, render_interpretation
+from maml_evidence.pictures import EFFECTS_FILE
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -490,5 +491,11 @@ def _pct(fraction: object) -> str:
 
 
 def interpretation_with_evidence(report: Mapping[str, object]) -> str:
-    """``render_interpretation`` plus, when the report carries the statistics, the paragraph on how sure it is."""
-    return render_interpretation(report) + render_evidence(report)
+    """``render_interpretation`` plus, when the report carries the statistics, the paragraph on how sure it is.
+
+    A stored report (one with ``provenance``) has its per-project chart beside it (``pictures.py``), linked here.
+    """
+    text = render_interpretation(report) + render_evidence(report)
+    if report.get("provenance"):
+        text += f"\n![Per-project effects]({EFFECTS_FILE})\n"
+    return text

@@ -18,6 +18,7 @@ from maml_evidence.defs.metadata import (
 from maml_evidence.defs.partitions import spike_runs
 from maml_evidence.defs.resources import EvidenceStoreResource
 from maml_evidence.gate import render_interpretation
+from maml_evidence.pictures import EFFECTS_FILE, markdown_image
 from maml_evidence.store import EvidenceStore
 from maml_evidence.store.evidence import Evaluation
 from maml_evidence.strength import render_evidence
@@ -184,6 +185,10 @@ def decision_report(context: dg.AssetExecutionContext, evidence: EvidenceStoreRe
             "evidence": dg.MetadataValue.md(render_evidence(e.report).strip()),
             # the grade, the intervals and the p-values, each its own entry (plottable across partitions)
             **evidence_metadata(e.report.get("evidence")),  # type: ignore[arg-type]
+            # the per-project chart written beside report.json, embedded (the UI shows Markdown images)
+            "effects": dg.MetadataValue.md(
+                markdown_image(store.home.report_dir(e.spike_run_id) / EFFECTS_FILE, "per-project effects")
+            ),
         }
     add_partition_metadata(context, by_partition)
     return dg.MaterializeResult(

@@ -85,7 +85,8 @@ def decision_reevaluation(
 
 reevaluate_history = dg.define_asset_job(
     REEVALUATE_JOB,
-    selection=dg.AssetSelection.assets(decision_reevaluation),
+    # and what is drawn from it (evidence_overview): a re-evaluation refreshes the pictures of history
+    selection=dg.AssetSelection.assets(decision_reevaluation).downstream(),
     description="Re-judge every stored spike run under the threshold policy in force.",
 )
 

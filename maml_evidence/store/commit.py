@@ -6,7 +6,8 @@ A batch of decisions is recorded in five steps, and a process may die after any 
    ``evidence_strength`` files carrying the batch id (any number of files, from any number of forked workers);
 2. journal: ``journal/<batch>.json`` names the batch and the spike runs whose report files it rewrites;
 3. commit: one ``decision_commits`` row, renamed into place, makes every row of the batch visible at once;
-4. reports: ``interpretation.md``, then ``report.json`` (the completion marker) of each spike run in the journal;
+4. reports: ``effects.png``, ``interpretation.md``, then ``report.json`` (the completion marker) of each spike run
+   in the journal;
 5. the journal is removed.
 
 A crash before step 3 leaves rows that no view shows: the store still holds the earlier decisions, so the next
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from maml_evidence.pictures import write_effects
 from maml_evidence.store.files import atomic_write_text, file_lock
 from maml_evidence.store.home import StoreError
 from maml_evidence.store.schema import COMMITS
@@ -104,7 +106,7 @@ def commit(
 
 
 def write_reports(store: EvidenceStore, tasks: Sequence[ReportTask], evaluated_at: datetime) -> list[str]:
-    """Step 4: interpretation.md, then report.json, of each task's spike run; unreadable payloads are reported.
+    """Step 4: effects.png, interpretation.md, then report.json of each spike run; unreadable payloads are reported.
 
     A spike run whose stored payload cannot be read keeps its old files and is returned (with a warning)
     instead of failing the whole batch.
@@ -124,6 +126,7 @@ def write_reports(store: EvidenceStore, tasks: Sequence[ReportTask], evaluated_a
                 continue
             report = stamped_report(evaluation.report, evaluated_at, task.trigger)
             folder = store.home.report_dir(task.spike_run_id)
+            write_effects(report, folder)  # the chart interpretation.md links; a drawing error is only logged
             atomic_write_text(folder / "interpretation.md", interpretation_with_evidence(report))
             atomic_write_text(folder / "report.json", json.dumps(report, indent=2) + "\n")
     return errors

@@ -499,6 +499,46 @@ def test_decision_report_shows_decision_and_maml_gate(
     shot(page, f"04-maml-gate-{tag}")
 
 
+def loaded_size(page: Any, image: Any) -> list[int]:
+    """The natural size of an image element once the browser has decoded it (0 x 0 for a broken image)."""
+    from playwright.sync_api import expect
+
+    expect(image).to_be_visible()
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle())
+    return image.evaluate("img => [img.naturalWidth, img.naturalHeight]")
+
+
+def show_markdown(page: Any, container: Any, key: str, alt: str) -> tuple[Any, Any]:
+    """Open a Markdown metadata entry's dialog ("[Show Markdown]"); the dialog and the image it shows."""
+    row = container.locator("tr").filter(has=page.get_by_text(key, exact=True)).first
+    row.get_by_text("Show Markdown").click()
+    dialog = page.get_by_role("dialog").filter(has=page.locator(f'img[alt="{alt}"]'))
+    return dialog, dialog.locator(f'img[alt="{alt}"]')
+
+
+def test_decision_report_partition_shows_the_effects_chart(page: Any, dagster_dev: DagsterDev) -> None:
+    page.goto(f"/assets/decision_report?view=partitions&partition={ENABLE_RUN}")
+    panel = innermost(page, "Latest materialization", "decision")
+    _, image = show_markdown(page, panel, "effects", "per-project effects")
+    assert loaded_size(page, image) == [1200, 420]  # reports/<id>/effects.png, embedded as a data: URI
+    page.wait_for_timeout(500)  # the dialog's opening animation
+    shot(page, "08-decision-report-effects-chart")
+
+
+def test_evidence_overview_shows_the_pictures_of_history(page: Any, dagster_dev: DagsterDev) -> None:
+    from playwright.sync_api import expect
+
+    page.goto("/assets/evidence_overview")
+    expect(page.get_by_text("Latest materialization").first).to_be_visible()
+    for key, alt in (("decision_mix", "decision mix by week"), ("effect_sizes", "effect sizes")):
+        dialog, image = show_markdown(page, page, key, alt)
+        assert loaded_size(page, image) == [1000, 480]
+        page.wait_for_timeout(500)
+        shot(page, f"09-evidence-overview-{key}")
+        dialog.get_by_role("button", name="Close").click()
+        expect(dialog).to_be_hidden()
+
+
 def test_materialize_one_partition_from_the_ui(page: Any, dagster_dev: DagsterDev) -> None:
     from playwright.sync_api import expect
 
