@@ -464,7 +464,8 @@ def build_parser() -> argparse.ArgumentParser:
         run_sql,
         "run a read-only SQL query over the evidence views and print the rows",
         "Views: spike_runs, adaptation_metrics, adaptation_summary, accuracy_metrics, accuracy_summary, "
-        "cost_metrics, project_effects, evidence_strength, gate_decisions, gate_checks, decision_history, "
+        "cost_metrics, cost_breakeven, project_effects, evidence_strength, gate_decisions, gate_checks, "
+        "decision_history, "
         "threshold_policies, decision_changes, decision_commits.",
     )
     sql.add_argument("query", help='e.g. "SELECT decision, count(*) FROM gate_decisions GROUP BY ALL"')

@@ -225,7 +225,7 @@ def evaluate_with_evidence(payload: SpikePayload, policy: Mapping[str, float | i
     plain = compute_metrics(payload)
     figures = measure(plain)
     metrics = with_statistics(plain, figures)
-    verdict, report = judge_metrics(payload, metrics, policy)
+    verdict, report = judge_metrics(payload, metrics, policy, with_economics=True)
     settings = effective_settings(policy, payload.threshold_overrides, payload.cost_overrides)
     evidence = evidence_strength(metrics, verdict, settings.thresholds, figures)
     report["evidence"] = _rounded(evidence)

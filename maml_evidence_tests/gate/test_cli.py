@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from maml_evidence import evaluate_feasibility, render_interpretation
-from maml_evidence.gate import Thresholds, validate_payload
+from maml_evidence.gate import Thresholds, effective_settings, validate_payload
+from maml_evidence.gate.economics import economics
 from maml_evidence.gate.report import evaluate_payload
 from maml_evidence.strength import evidence_section, interpretation_with_evidence
 from maml_evidence_tests.gate.conftest import (
@@ -29,9 +30,25 @@ HEAVY = ("dagster", "pandas", "duckdb", "pyarrow", "pydantic", "numpy")
 
 
 def with_evidence(payload: dict) -> dict:
-    """What ``maml-evidence gate`` reports: the spec's report plus the evidence section."""
+    """What ``maml-evidence gate`` reports: the spec's report plus the evidence and break-even sections."""
     metrics, verdict, report = evaluate_payload(validate_payload(payload))
-    return {**report, "evidence": evidence_section(metrics, verdict, Thresholds(**report["thresholds"]))}
+    settings = effective_settings(
+        None, report_overrides(payload, "thresholds"), report_overrides(payload, "cost_profile")
+    )
+    found = economics(metrics.inputs.mean_step_reduction, verdict.extra_gpu_cost_usd_per_run, settings)
+    return {
+        **report,
+        "economics": {k: round(v, 4) if isinstance(v, float) else v for k, v in found.items()},
+        "evidence": evidence_section(metrics, verdict, Thresholds(**report["thresholds"])),
+    }
+
+
+def report_overrides(payload: dict, key: str) -> dict:
+    return (
+        validate_payload(payload).threshold_overrides
+        if key == "thresholds"
+        else validate_payload(payload).cost_overrides
+    )
 
 
 def strict_loads(text: str) -> dict:
@@ -67,7 +84,10 @@ def test_gate_prints_the_json_report_and_exits_0():
     assert result.stderr == ""
     report = strict_loads(result.stdout)
     assert report == with_evidence(minimal_payload())
-    assert {key: value for key, value in report.items() if key != "evidence"} == evaluate_feasibility(minimal_payload())
+    extended = ("evidence", "economics")
+    assert {key: value for key, value in report.items() if key not in extended} == evaluate_feasibility(
+        minimal_payload()
+    )
     assert report["evidence"]["projects"] == 3 and report["evidence"]["grade"] in ("suggestive", "insufficient")
     assert report["decision"] == "enable_maml"
     assert report["cost"]["extra_training_minutes"] == 18.0
@@ -162,7 +182,10 @@ def test_markdown_format_prints_the_interpretation(name):
     assert result.returncode == 0, result.stderr
     report = with_evidence(load_fixture(name))
     assert result.stdout == interpretation_with_evidence(report)
-    assert result.stdout.startswith(render_interpretation(evaluate_feasibility(load_fixture(name))))
+    # the plain reading first, then the break-even sentence (its inputs are not given here), then how sure it is
+    plain = render_interpretation(evaluate_feasibility(load_fixture(name)))
+    assert result.stdout.startswith(plain.split("Judged over")[0])
+    assert "Break-even needs `adaptations_per_month` and `minutes_per_adaptation_step`" in result.stdout
     assert f"**How sure is this: {report['evidence']['grade']}.**" in result.stdout
     assert result.stdout.startswith(f"# MAML feasibility: `{report['decision']}`")
     if report["failed_check"]:
@@ -180,10 +203,11 @@ def test_spec_command_line_works_with_the_script_name_changed(tmp_path: Path):
     result = spec_gate("--input", MINIMAL, "--output", str(target), "--enforce-enable")
     assert result.returncode == 0, result.stderr
     assert target.read_text(encoding="utf-8") == result.stdout
-    # maml-evidence gate prints the same report plus its evidence section
+    # maml-evidence gate prints the same report plus its evidence and break-even sections
     evidence_report = strict_loads(gate("--input", MINIMAL).stdout)
-    assert "evidence" not in strict_loads(result.stdout)
-    assert strict_loads(result.stdout) == {k: v for k, v in evidence_report.items() if k != "evidence"}
+    extended = ("evidence", "economics")
+    assert not set(extended) & set(strict_loads(result.stdout))
+    assert strict_loads(result.stdout) == {k: v for k, v in evidence_report.items() if k not in extended}
 
 
 def test_spec_gate_accepts_exactly_the_spec_flags():

@@ -17,7 +17,13 @@ from maml_evidence.gate import (
 )
 from maml_evidence_tests.gate.conftest import minimal_payload
 
-SETTING_KEYS = (*THRESHOLD_KEYS, "gpu_hour_usd")
+SETTING_KEYS = (
+    *THRESHOLD_KEYS,
+    "gpu_hour_usd",
+    "minutes_per_adaptation_step",
+    "adaptations_per_month",
+    "training_runs_per_month",
+)
 
 
 def test_defaults_when_nothing_overrides():
@@ -25,14 +31,21 @@ def test_defaults_when_nothing_overrides():
     assert isinstance(settings, Settings)
     assert settings.thresholds == Thresholds()
     assert settings.gpu_hour_usd == DEFAULT_GPU_HOUR_USD
-    assert settings.values == {**Thresholds().as_dict(), "gpu_hour_usd": DEFAULT_GPU_HOUR_USD}
+    assert settings.values == {
+        **Thresholds().as_dict(),
+        "gpu_hour_usd": DEFAULT_GPU_HOUR_USD,
+        # the break-even inputs (issue 12): unknown unless given, the priced training once a month
+        "minutes_per_adaptation_step": None,
+        "adaptations_per_month": None,
+        "training_runs_per_month": 1,
+    }
     assert settings.sources == dict.fromkeys(SETTING_KEYS, "default")
     assert list(settings.values) == list(settings.sources) == list(SETTING_KEYS)
 
 
 @pytest.mark.parametrize("key", SETTING_KEYS)
 def test_each_key_default_then_policy_then_payload(key: str):
-    layer = "cost" if key == "gpu_hour_usd" else "thresholds"
+    layer = "thresholds" if key in THRESHOLD_KEYS else "cost"
     policy = {key: 7}
     payload = {key: 9}
     by_policy = effective_settings(policy, {}, {})
@@ -46,7 +59,7 @@ def test_each_key_default_then_policy_then_payload(key: str):
     if key == "gpu_hour_usd":
         assert (by_policy.gpu_hour_usd, by_payload.gpu_hour_usd) == (7.0, 9.0)
         assert isinstance(by_payload.gpu_hour_usd, float)
-    else:
+    elif layer == "thresholds":
         assert (getattr(by_policy.thresholds, key), getattr(by_payload.thresholds, key)) == (7, 9)
 
 

@@ -26,7 +26,14 @@ SPEC_DEFAULTS: dict[str, float | int] = {
     "gpu_hour_usd": 2.5,
 }
 THRESHOLD_KEYS = [k for k in SPEC_DEFAULTS if k != "gpu_hour_usd"]
-OPTIONAL_KEYS = ("max_project_accuracy_regression_pp", "require_strong_evidence")  # issue 11's guards, off here
+# issue 11's guards and issue 12's break-even inputs: not set in these spike runs
+OPTIONAL_KEYS = (
+    "max_project_accuracy_regression_pp",
+    "require_strong_evidence",
+    "minutes_per_adaptation_step",
+    "adaptations_per_month",
+    "training_runs_per_month",
+)
 # Distinct from the defaults and from each other, so a value always says which layer it came from.
 POLICY_VALUES: dict[str, float | int] = {
     "min_projects": 4,
