@@ -259,11 +259,8 @@ class CheckResult(Record):
     def closest(self) -> Condition | None:
         """The condition that says how close the check came to the other outcome: the smallest relative margin of an
         "all" check, the largest of an "any" one (None when a condition it needs is not there)."""
-        either = _COMBINE.get(self.name) == ANY
-        measured = [c for c in self.conditions if c.margin is not None]
-        if not measured or (not either and len(measured) < len(self.conditions)):
-            return None
-        return (max if either else min)(measured, key=_relative)
+        found = _closest(self)
+        return None if found is None else found[0]
 
     @property
     def decisive(self) -> Condition:
@@ -287,8 +284,12 @@ class Verdict(Record):
 
     def closest_call(self) -> Condition | None:
         """Of the checks that ran, the condition closest to the other outcome, relative to its threshold."""
-        closest = [c for c in (check.closest for check in self.checks) if c is not None]
-        return min(closest, key=lambda c: abs(c.relative_margin or 0.0), default=None)
+        best, best_size = None, 0.0
+        for check in self.checks:
+            found = _closest(check)
+            if found is not None and (best is None or abs(found[1]) < best_size):
+                best, best_size = found[0], abs(found[1])
+        return best
 
     def flags(self) -> dict[str, bool]:
         return {check.name: check.passed for check in self.checks}
@@ -300,8 +301,22 @@ class Verdict(Record):
         return failing or [check.reason for check in self.checks]
 
 
-def _relative(condition: Condition) -> float:
-    return condition.relative_margin or 0.0
+def _closest(check: CheckResult) -> tuple[Condition, float] | None:
+    """``CheckResult.closest`` and its relative margin, in one pass (every report asks it of every check)."""
+    either = _COMBINE.get(check.name) == ANY
+    best: Condition | None = None
+    best_relative = 0.0
+    for c in check.conditions:
+        margin = c.margin
+        if margin is None:
+            if either:
+                continue
+            return None  # an "all" check whose condition is not there has no margin
+        threshold = c.threshold
+        relative = saturated(margin / abs(threshold)) if threshold else margin
+        if best is None or (relative > best_relative if either else relative < best_relative):
+            best, best_relative = c, relative
+    return None if best is None else (best, best_relative)
 
 
 def flip_cause(old_failed: str | None, new_failed: str | None) -> str | None:
