@@ -143,7 +143,7 @@ def _select(table: str, expressions: dict[str, str], source: str) -> str:
     return "SELECT " + ", ".join(f"{expressions.get(n, n)} AS {n}" for n in names) + f" FROM {source}"
 
 
-def _judge(connection: duckdb.DuckDBPyConnection, policy: Policy) -> dict[tuple[str, str], Settings]:
+def judge_history(connection: duckdb.DuckDBPyConnection, policy: Policy) -> dict[tuple[str, str], Settings]:
     """Every evaluated spike run judged column-wise with the gate's check table, as the temporary table ``judged``.
 
     Returns the settings each distinct pair of payload overrides is judged under.
@@ -328,7 +328,7 @@ def reevaluate(
     with decisions_lock(store) as recovered:
         connection = store.connect()
         try:
-            resolved = _judge(connection, policy)
+            resolved = judge_history(connection, policy)
             damaged = [d.describe() for d in store.last_damage]
             (count,) = connection.execute("SELECT count(*) FROM judged").fetchone()  # type: ignore[misc]
             previous = sorted(

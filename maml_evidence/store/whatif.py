@@ -1,6 +1,6 @@
 """What-if: every stored spike run judged again under the policy in force with some keys changed, recording nothing.
 
-The judging is re-evaluation's own (``reevaluation._judge``: the gate's check table column-wise over the stored
+The judging is re-evaluation's own (``reevaluation.judge_history``: the gate's check table column-wise over the stored
 gate inputs) on an in-memory DuckDB connection over the store's Parquet files. No lock is taken, so ingest and
 re-evaluation carry on; the one ``CREATE TEMP TABLE`` statement reads the committed batches as they are then.
 Nothing is written: no table file, report, policy record, journal or Dagster record, and no spilled temp files.
@@ -19,7 +19,7 @@ from maml_evidence.gate.thresholds import check_overrides
 from maml_evidence.policy import POLICY_KEYS, WHAT, Policy
 from maml_evidence.store.catalog import query
 from maml_evidence.store.evidence import EvidenceStore
-from maml_evidence.store.reevaluation import _judge
+from maml_evidence.store.reevaluation import judge_history
 
 NULL_WORDS = frozenset({"null", "none"})  # TOML has no null: a guard switched off is spelt null or none
 SOURCE = "--set"
@@ -126,7 +126,7 @@ def what_if(store: EvidenceStore, overrides: Mapping[str, Value], current: Polic
         (result.decided,) = query(connection, "SELECT count(*) FROM gate_decisions").fetchone()  # type: ignore[misc]
         if not result.decided:
             return result
-        resolved = _judge(connection, policy)
+        resolved = judge_history(connection, policy)
         result.before = _mix(connection, "old_decision")
         result.after = _mix(connection, "decision")
         found = connection.execute(
