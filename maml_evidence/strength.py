@@ -203,10 +203,15 @@ def measure(metrics: GateMetrics) -> Figures:
 
 def with_statistics(metrics: GateMetrics, figures: Figures) -> GateMetrics:
     """``metrics`` whose gate inputs carry the figures the ``evidence_strength`` check judges."""
-    inputs = metrics.inputs.as_dict()
-    inputs["step_reduction_p_value"] = figures.step_reduction_p_value
-    inputs["upper95_regression_pp"] = figures.upper
-    return GateMetrics(**{**metrics.as_dict(), "inputs": GateInputs(**inputs)})
+    return GateMetrics(**{**metrics.as_dict(), "inputs": measured_inputs(metrics.inputs, figures)})
+
+
+def measured_inputs(inputs: GateInputs, figures: Figures) -> GateInputs:
+    """The gate inputs with the two figures the ``evidence_strength`` check judges."""
+    values = inputs.as_dict()
+    values["step_reduction_p_value"] = figures.step_reduction_p_value
+    values["upper95_regression_pp"] = figures.upper
+    return GateInputs(**values)
 
 
 class Judged(NamedTuple):
@@ -252,7 +257,7 @@ def evidence_strength(
     def relative(value: float | None) -> float | None:
         return value / f.mean_b if value is not None and f.mean_b else None
 
-    strong = evidence_check(with_statistics(metrics, f).inputs, thresholds)
+    strong = evidence_check(measured_inputs(metrics.inputs, f), thresholds)
     within_limit = next(c for c in strong.conditions if c.metric == "upper95_regression_pp").passed
     if within_limit:  # the upper bound is within the policy's limit: the check's own condition
         accuracy_verdict = NON_INFERIOR
