@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from maml_evidence import drafts
 from maml_evidence.gate import DECISIONS
 from maml_evidence.gate.decision import fmt
 from maml_evidence.store.files import atomic_write_bytes
@@ -250,17 +251,21 @@ def _interval(axes: Axes, low: float, high: float, row: int, label: str) -> None
 def write_effects(report: Mapping[str, Any], folder: Path) -> Path | None:
     """Write ``folder/effects.png`` for ``report``; on any drawing error log it, remove a stale chart, return None.
 
-    A picture is an explanation, not evidence: failing to draw it must never fail the decision being recorded.
+    A chart ``drafts.draw_ahead`` started for this very report (same content, provenance aside) is waited for and
+    moved into place; anything else is drawn here. A picture is an explanation, not evidence: failing to draw it must
+    never fail the decision being recorded.
     """
     path = folder / EFFECTS_FILE
     try:
-        data = render_effects(report)
-        atomic_write_bytes(path, data)
+        if not drafts.take(report, path):
+            atomic_write_bytes(path, render_effects(report))
         return path
     except Exception:  # noqa: BLE001 - any drawing failure is logged and the decision goes on
         LOG.warning("effects chart of %s not drawn (the decision is unaffected)", folder.name, exc_info=True)
         path.unlink(missing_ok=True)  # an older chart would show another decision's thresholds
         return None
+    finally:
+        drafts.clear_leftovers(path)
 
 
 # --- across history -----------------------------------------------------------------------------------------

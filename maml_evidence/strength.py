@@ -495,12 +495,12 @@ def _pct(fraction: object) -> str:
     return f"{fmt(float(fraction) * 100)}%"  # type: ignore[arg-type]
 
 
-def interpretation_with_evidence(report: Mapping[str, object]) -> str:
+def interpretation_with_evidence(report: Mapping[str, object], *, chart: bool = False) -> str:
     """``render_interpretation`` plus, when the report carries the statistics, the paragraph on how sure it is.
 
-    A stored report (one with ``provenance``) has its per-project chart beside it (``pictures.py``), linked here.
+    ``chart``: the report's per-project chart (``pictures.py``) was written beside it, so it is linked here.
     """
     text = render_interpretation(report) + render_evidence(report)
-    if report.get("provenance"):
+    if chart:
         text += f"\n![Per-project effects]({EFFECTS_FILE})\n"
     return text

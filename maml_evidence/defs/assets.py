@@ -17,6 +17,7 @@ from maml_evidence.defs.metadata import (
 )
 from maml_evidence.defs.partitions import spike_runs
 from maml_evidence.defs.resources import EvidenceStoreResource
+from maml_evidence.drafts import draw_ahead
 from maml_evidence.gate import render_interpretation
 from maml_evidence.pictures import EFFECTS_FILE, markdown_image
 from maml_evidence.store import EvidenceStore
@@ -39,6 +40,8 @@ def spike_payload(context: dg.AssetExecutionContext, evidence: EvidenceStoreReso
     store = evidence.store()
     evaluations = evaluate(context, store)
     path = store.write_spike_runs(evaluations)
+    # decision_report embeds each spike run's chart: start drawing them on an idle core while Dagster records
+    draw_ahead((e.report, store.home.report_dir(e.spike_run_id) / EFFECTS_FILE) for e in evaluations)
     by_partition: dict[str, dict[str, object]] = {}
     for e in evaluations:
         by_partition[e.spike_run_id] = {

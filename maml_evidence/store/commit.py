@@ -24,9 +24,11 @@ import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from maml_evidence.pictures import write_effects
+from maml_evidence.drafts import draw_ahead
+from maml_evidence.pictures import EFFECTS_FILE, write_effects
 from maml_evidence.store.files import atomic_write_text, file_lock
 from maml_evidence.store.home import StoreError
 from maml_evidence.store.schema import COMMITS
@@ -108,13 +110,15 @@ def commit(
 def write_reports(store: EvidenceStore, tasks: Sequence[ReportTask], evaluated_at: datetime) -> list[str]:
     """Step 4: effects.png, interpretation.md, then report.json of each spike run; unreadable payloads are reported.
 
-    A spike run whose stored payload cannot be read keeps its old files and is returned (with a warning)
-    instead of failing the whole batch.
+    Every report is judged first, so the charts not already drawn ahead start in a worker process while the
+    files are written. A spike run whose stored payload cannot be read keeps its old files and is returned (with
+    a warning) instead of failing the whole batch.
     """
     errors: list[str] = []
     by_version: dict[str, list[ReportTask]] = {}
     for task in tasks:
         by_version.setdefault(task.policy_version, []).append(task)
+    reports: list[tuple[dict[str, object], Path]] = []
     for version, group in by_version.items():
         policy = store.policy_for_version(version)
         for task in group:
@@ -125,10 +129,13 @@ def write_reports(store: EvidenceStore, tasks: Sequence[ReportTask], evaluated_a
                 errors.append(f"{task.spike_run_id}: {exc}")
                 continue
             report = stamped_report(evaluation.report, evaluated_at, task.trigger)
-            folder = store.home.report_dir(task.spike_run_id)
-            write_effects(report, folder)  # the chart interpretation.md links; a drawing error is only logged
-            atomic_write_text(folder / "interpretation.md", interpretation_with_evidence(report))
-            atomic_write_text(folder / "report.json", json.dumps(report, indent=2) + "\n")
+            reports.append((report, store.home.report_dir(task.spike_run_id)))
+    if len(reports) > 1:
+        draw_ahead((report, folder / EFFECTS_FILE) for report, folder in reports)
+    for report, folder in reports:
+        chart = write_effects(report, folder)  # a drawing error is only logged, and the chart is not linked
+        atomic_write_text(folder / "interpretation.md", interpretation_with_evidence(report, chart=chart is not None))
+        atomic_write_text(folder / "report.json", json.dumps(report, indent=2) + "\n")
     return errors
 
 

@@ -23,6 +23,7 @@ from maml_evidence.gate import (
     parse_payload_text,
     validate_payload,
 )
+from maml_evidence.pictures import EFFECTS_FILE
 from maml_evidence.policy import Policy, load_policy
 from maml_evidence.store import rows
 from maml_evidence.store.catalog import ensure_store, memory_connection, query
@@ -370,8 +371,9 @@ class EvidenceStore:
     def write_interpretation(self, spike_run_id: str) -> tuple[Path, str]:
         """Render the stored report.json of a spike run as interpretation.md beside it (under the decisions lock)."""
         with decisions_lock(self):
-            text = interpretation_with_evidence(self.read_report(spike_run_id))
-            path = self.home.report_dir(spike_run_id) / "interpretation.md"
+            folder = self.home.report_dir(spike_run_id)
+            text = interpretation_with_evidence(self.read_report(spike_run_id), chart=(folder / EFFECTS_FILE).is_file())
+            path = folder / "interpretation.md"
             atomic_write_text(path, text)
         return path, text
 

@@ -9,6 +9,7 @@ import dagster as dg
 import pytest
 
 import maml_evidence.pictures as pictures
+from maml_evidence import drafts
 from maml_evidence.pictures import DECISION_MIX_FILE, EFFECT_SIZES_FILE, EFFECTS_FILE, OVERVIEW_DIR, OVERVIEW_SIZE
 from maml_evidence_tests.pictures.conftest import assert_picture
 from maml_evidence_tests.pipeline.conftest import ENABLE_SAMPLE, Pipeline, open_pipeline, sample
@@ -16,6 +17,10 @@ from maml_evidence_tests.pipeline.conftest import ENABLE_SAMPLE, Pipeline, open_
 
 def broken(*_: object) -> bytes:
     raise RuntimeError("the plotting library is having a bad day")
+
+
+def no_worker() -> None:
+    raise OSError("no worker process today")
 
 
 @pytest.fixture
@@ -32,6 +37,9 @@ def test_failed_pictures_leave_the_decision_and_report_intact(
     (folder / EFFECTS_FILE).write_bytes(b"a chart of an earlier decision")
     monkeypatch.setattr(pictures, "render_effects", broken)
     monkeypatch.setattr(pictures, "render_decision_mix", broken)
+    # no chart worker either: it would draw with the real library
+    drafts._close_workers()  # noqa: SLF001
+    monkeypatch.setattr(drafts, "_Worker", no_worker)
 
     with caplog.at_level("WARNING", logger="maml_evidence"):
         [run_id] = pipeline.ingest({ENABLE_SAMPLE: sample()})  # raises if the run failed
@@ -41,6 +49,7 @@ def test_failed_pictures_leave_the_decision_and_report_intact(
     assert report["decision"] == "enable_maml"
     assert pipeline.store.incomplete([run_id]) == []  # complete: nothing for the next ingest to redo
     assert not (folder / EFFECTS_FILE).exists()  # no stale chart beside the new report
+    assert EFFECTS_FILE not in (folder / "interpretation.md").read_text(encoding="utf-8")  # nor a link to none
     assert "effects chart of" in caplog.text and "bad day" in caplog.text
 
     instance = pipeline.instance
