@@ -361,6 +361,77 @@ def run_doctor(args: argparse.Namespace) -> int:
     return EXIT_FAILED if remaining.errors or remaining.unevaluated else EXIT_OK
 
 
+def run_collect(args: argparse.Namespace) -> int:
+    """Assemble spike payloads from MLflow runs, validate them with the gate, write them; one line per spike.
+
+    With --write-back, first tag the parent run of every spike whose decision is already stored (the decision
+    exists only after evaluation: run collect --write-back again after ``ingest``). Nothing is written when the
+    tracking server is unreachable (exit 2).
+    """
+    import os
+    from pathlib import Path
+
+    from maml_evidence.store import EvidenceHome, StoreError
+    from maml_evidence.store.files import atomic_write_text
+    from maml_evidence.store.registry import PayloadRegistry
+
+    uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        raise CommandError("no tracking server: give --tracking-uri URI or set MLFLOW_TRACKING_URI")
+    from maml_evidence.sources.mlflow import (
+        FAILED,
+        WRITTEN,
+        MlflowMissing,
+        MlflowSource,
+        SourceError,
+        TrackingUnreachable,
+        payload_text,
+    )
+
+    home = EvidenceHome(args.home)
+    registry = PayloadRegistry(home)
+
+    def stored(spike_run_id: str) -> bool:
+        try:
+            return registry.current(spike_run_id) is not None
+        except StoreError:
+            return True  # a damaged pointer: doctor's business, not a reason to collect the spike again
+
+    try:
+        source = MlflowSource(uri, args.experiment, args.accuracy_metric)
+        written_back = source.write_back(home) if args.write_back else []
+        collected = source.collect(args.spike_run_id, stored)
+    except (MlflowMissing, TrackingUnreachable, SourceError) as exc:
+        raise CommandError(str(exc)) from None
+    folder = Path(args.output) if args.output else home.inbox
+    for result in collected:  # everything was read first: a server that stops answering leaves nothing written
+        if result.outcome == WRITTEN and result.payload is not None:
+            try:
+                atomic_write_text(folder / f"{result.spike_run_id}.json", payload_text(result.payload))
+            except OSError as exc:
+                raise CommandError(f"{folder}: cannot write payloads: {exc.strerror or exc}") from None
+    for done in written_back:
+        shown = ", ".join(f"{k}={v}" for k, v in done.tags.items() if k != "maml_evidence.report_path")
+        print(
+            f"{'tagged' if done.tags else 'tags up to date':<28} {done.spike_run_id}  (MLflow run "
+            f"{done.parent_run_id}{': ' + shown if shown else ''})"
+        )
+    for result in collected:
+        if result.outcome == WRITTEN:
+            notes = "".join(f"; note: {note}" for note in result.notes)
+            where = folder / f"{result.spike_run_id}.json"
+            print(f"{WRITTEN:<28} {result.spike_run_id}  (-> {where}; MLflow run {result.parent_run_id}{notes})")
+        elif result.outcome == FAILED:
+            reason = " ".join(line.strip() for line in result.error.splitlines())
+            print(f"{FAILED:<28} {result.spike_run_id}  ({reason})")
+        else:
+            detail = result.error or f"MLflow run {result.parent_run_id}"
+            print(f"{result.outcome:<28} {result.spike_run_id}  ({detail})")
+    if not collected:
+        print(f"no spike parent runs in experiment {args.experiment!r} (tag one maml_evidence.role=spike)")
+    return EXIT_FAILED if any(r.outcome == FAILED for r in collected) else EXIT_OK
+
+
 def run_dev(args: argparse.Namespace) -> int:
     """Start the Dagster UI and daemon on this evidence home (instance in <home>/dagster_home)."""
     import os
@@ -477,6 +548,41 @@ def build_parser() -> argparse.ArgumentParser:
         "find damaged or missing evidence; --repair sets it aside and rebuilds it from the stored payloads",
     )
     doctor.add_argument("--repair", action="store_true", help="move damaged files to damaged/ and re-evaluate")
+
+    collect = command(
+        "collect",
+        run_collect,
+        "assemble spike payloads from MLflow runs (learning curves and all) into the inbox or a folder",
+        "Find ready spikes (parent runs tagged maml_evidence.role=spike and maml_evidence.complete=true) in an "
+        "MLflow experiment, assemble one payload per spike from its tagged runs, validate it with the gate and "
+        "write it (default: every ready spike not yet stored, into the inbox). One line per spike. Exit 1 if a "
+        "spike could not be assembled, 2 if the tracking server is unreachable (nothing is written). Needs the "
+        'mlflow extra: pip install -e ".[mlflow]".',
+    )
+    collect.add_argument(
+        "--tracking-uri", metavar="URI", help="MLflow tracking server or store (default: $MLFLOW_TRACKING_URI)"
+    )
+    collect.add_argument("--experiment", required=True, metavar="NAME", help="the MLflow experiment's name")
+    collect.add_argument(
+        "--spike-run-id",
+        action="append",
+        metavar="ID",
+        help="collect this spike (its maml_evidence.spike_run_id tag), stored or not; repeatable",
+    )
+    where = collect.add_mutually_exclusive_group()
+    where.add_argument("--to-inbox", action="store_true", help="write into the evidence home's inbox (the default)")
+    where.add_argument("--output", metavar="DIR", help="write into this folder instead")
+    collect.add_argument(
+        "--accuracy-metric",
+        default="val_accuracy",
+        metavar="KEY",
+        help="the metric holding each adaptation run's learning curve (default: val_accuracy)",
+    )
+    collect.add_argument(
+        "--write-back",
+        action="store_true",
+        help="first tag each spike's parent run with its stored decision, failed check, grade, policy and report",
+    )
 
     dev = command("dev", run_dev, "start the Dagster UI and daemon on the evidence home")
     dev.add_argument("--host", default="127.0.0.1")

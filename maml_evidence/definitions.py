@@ -5,6 +5,7 @@ import dagster as dg
 from maml_evidence.defs.assets import SPIKE_ASSETS
 from maml_evidence.defs.checks import GATE_CHECKS
 from maml_evidence.defs.jobs import evaluate_spike_runs
+from maml_evidence.defs.mlflow_sensor import mlflow_spike_sensor
 from maml_evidence.defs.overview import evidence_overview
 from maml_evidence.defs.reevaluation import decision_reevaluation, policy_change_schedule, reevaluate_history
 from maml_evidence.defs.resources import EvidenceStoreResource
@@ -14,7 +15,7 @@ defs = dg.Definitions(
     assets=[*SPIKE_ASSETS, decision_reevaluation, evidence_overview],
     asset_checks=GATE_CHECKS,
     jobs=[evaluate_spike_runs, reevaluate_history],
-    sensors=[spike_inbox_sensor],
+    sensors=[spike_inbox_sensor, mlflow_spike_sensor],
     schedules=[policy_change_schedule],
     resources={"evidence": EvidenceStoreResource()},
     # Per-op subprocesses would cost seconds of imports per step; the work per step is small and the store

@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import dagster as dg
@@ -10,7 +11,8 @@ import dagster as dg
 from maml_evidence.defs.jobs import evaluate_spike_runs
 from maml_evidence.defs.partitions import SPIKE_RUNS, contiguous_ranges, range_tags, register_spike_runs
 from maml_evidence.defs.resources import EvidenceStoreResource
-from maml_evidence.store.intake import QUARANTINED, SKIPPED, inbox_entries, intake_files
+from maml_evidence.store import EvidenceStore
+from maml_evidence.store.intake import QUARANTINED, SKIPPED, IntakeResult, inbox_entries, intake_files
 
 
 def _stamp(path: Path) -> str | None:
@@ -43,10 +45,29 @@ def spike_inbox_sensor(context: dg.SensorEvaluationContext, evidence: EvidenceSt
     if not changed:
         return dg.SensorResult(skip_reason="no new or changed files in the inbox", cursor=json.dumps(cursor))
 
+    results, requests = take_in(context, store, changed)
+    for result in results:
+        if result.outcome == QUARANTINED or result.retry:  # taken again once changed / next time
+            cursor.pop(result.path.name, None)
+        else:
+            cursor[result.path.name] = stamps[result.path] or ""
+    summary = ", ".join(f"{r.display}={r.outcome}" for r in results)
+    return dg.SensorResult(
+        run_requests=requests,
+        cursor=json.dumps(cursor),
+        skip_reason=None if requests else f"nothing new to evaluate ({summary})",
+    )
+
+
+def take_in(
+    context: dg.SensorEvaluationContext, store: EvidenceStore, paths: Sequence[Path]
+) -> tuple[list[IntakeResult], list[dg.RunRequest]]:
+    """Intake as the sensors do it: each entry taken in and logged once, one run request per contiguous range of
+    the spike runs that need a run (the inbox sensor and the MLflow sensor both take files in through here)."""
     instance = context.instance
     results = intake_files(
         store.home,
-        changed,
+        paths,
         known_partitions=lambda: set(instance.get_dynamic_partitions(SPIKE_RUNS)),
         add_partitions=lambda ids: register_spike_runs(instance, ids),
         accepted_by="sensor",
@@ -54,16 +75,10 @@ def spike_inbox_sensor(context: dg.SensorEvaluationContext, evidence: EvidenceSt
     for result in results:
         if result.outcome == QUARANTINED:
             context.log.warning(f"quarantined {result.display} -> {result.quarantined_to}: {result.message}")
-            cursor.pop(result.path.name, None)
-            continue
-        if result.outcome == SKIPPED and not result.already_reported:
+        elif result.outcome == SKIPPED and not result.already_reported:
             context.log.warning(f"skipped {result.display}: {result.message}")
         elif result.outcome != SKIPPED:
             context.log.info(f"{result.display}: {result.outcome} ({result.spike_run_id}, {result.message})")
-        if result.retry:
-            cursor.pop(result.path.name, None)
-        else:
-            cursor[result.path.name] = stamps[result.path] or ""
     wanted = [r.spike_run_id for r in results if r.needs_run and r.spike_run_id]
     requests = []
     if wanted:
@@ -76,9 +91,4 @@ def spike_inbox_sensor(context: dg.SensorEvaluationContext, evidence: EvidenceSt
                     run_key=f"{first}..{last}:{digest}", tags=range_tags(first, last), job_name=evaluate_spike_runs.name
                 )
             )
-    summary = ", ".join(f"{r.display}={r.outcome}" for r in results)
-    return dg.SensorResult(
-        run_requests=requests,
-        cursor=json.dumps(cursor),
-        skip_reason=None if requests else f"nothing new to evaluate ({summary})",
-    )
+    return results, requests

@@ -25,6 +25,7 @@ from maml_evidence.gate import (
 )
 from maml_evidence.pictures import EFFECTS_FILE
 from maml_evidence.policy import Policy, load_policy
+from maml_evidence.sources.provenance import mlflow_provenance
 from maml_evidence.store import rows
 from maml_evidence.store.catalog import ensure_store, memory_connection, query
 from maml_evidence.store.commit import DecisionRows, ReportTask, commit, decisions_lock, write_rows
@@ -245,7 +246,7 @@ class EvidenceStore:
         revision, payload = self.load(run_id)
         # the statistics first (scipy, imported on the first evaluation of a process): the gate may judge them
         metrics, verdict, report, evidence = evaluate_with_evidence(payload, policy.values)
-        report["provenance"] = {
+        provenance: dict[str, object] = {
             "spike_run_id": run_id,
             "revision": revision.revision,
             "sha256": revision.sha256,
@@ -253,6 +254,10 @@ class EvidenceStore:
             "policy_version": policy.version,
             "policy_source": policy.source,
         }
+        mlflow = mlflow_provenance(payload.extras)  # links back to the MLflow runs it was collected from
+        if mlflow is not None:
+            provenance["mlflow"] = mlflow
+        report["provenance"] = provenance
         return Evaluation(run_id, revision, payload, metrics, verdict, report, policy, evidence)
 
     # -- writers, one per asset ---------------------------------------------------------------------------

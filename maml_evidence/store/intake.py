@@ -146,7 +146,8 @@ def quarantine_target(home: EvidenceHome, path: Path) -> Path:
     return home.quarantine / f"{stamp}-{_fit_name(printable(path.name), budget)}"
 
 
-def _reason_path(target: Path) -> Path:
+def reason_path(target: Path) -> Path:
+    """The reason file beside a quarantined entry."""
     return target.with_name(target.name + REASON_SUFFIX)
 
 
@@ -371,7 +372,7 @@ class _Intake:
 
     def _target(self, path: Path) -> Path:
         target = quarantine_target(self.home, path)
-        while os.path.lexists(target) or os.path.lexists(_reason_path(target)):
+        while os.path.lexists(target) or os.path.lexists(reason_path(target)):
             target = quarantine_target(self.home, path)
         return target
 
@@ -390,13 +391,13 @@ class _Intake:
         self.home.quarantine.mkdir(parents=True, exist_ok=True)
         in_inbox = self._where(path) == self.inbox
         if not in_inbox:
-            note = _reason_path(self._target(path))
+            note = reason_path(self._target(path))
             self._write_reason(
                 note, path, reason, spike_run_id, "left in place (files outside the inbox are not copied)"
             )
             return IntakeResult(path, QUARANTINED, spike_run_id, message=reason, shown=shown, reason_file=note)
         target = target or self._target(path)
-        note = _reason_path(target)
+        note = reason_path(target)
         self._write_reason(note, path, reason, spike_run_id, printable(str(target)))
         try:
             _move(path, target, data)
@@ -410,11 +411,16 @@ class _Intake:
         )
 
     def _write_reason(self, note: Path, path: Path, reason: str, spike_run_id: str | None, moved_to: str) -> None:
-        lines = [f"file: {printable(os.path.abspath(path))}", f"quarantined_at: {datetime.now(UTC).isoformat()}"]
-        if spike_run_id:
-            lines.append(f"spike_run_id: {spike_run_id}")
-        lines.append(f"moved_to: {moved_to}")
-        atomic_write_text(note, "\n".join(lines) + f"\n\n{reason}\n")
+        write_reason(note, printable(os.path.abspath(path)), reason, spike_run_id, moved_to)
+
+
+def write_reason(note: Path, source: str, reason: str, spike_run_id: str | None, moved_to: str) -> None:
+    """A quarantine reason file: where the evidence came from, when, its spike run, where it went, then why."""
+    lines = [f"file: {source}", f"quarantined_at: {datetime.now(UTC).isoformat()}"]
+    if spike_run_id:
+        lines.append(f"spike_run_id: {spike_run_id}")
+    lines.append(f"moved_to: {moved_to}")
+    atomic_write_text(note, "\n".join(lines) + f"\n\n{reason}\n")
 
 
 def _move(path: Path, target: Path, data: bytes | None) -> None:

@@ -1,0 +1,1 @@
+"""Spike evidence straight from MLflow: a real tracking server, runs with learning curves, collected payloads."""
