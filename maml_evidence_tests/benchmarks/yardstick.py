@@ -2,7 +2,8 @@
 
 It computes what the gate reports (the common projects, each project's step reduction and accuracy delta, both
 arms' adaptation speed and accuracy, the reductions, the regression, the cost model, all five checks and the
-decision by precedence), with the numbers rounded as the report shows them. It does no validation, builds no
+decision by precedence, each condition's margin and the closest call), with the numbers rounded as the report
+shows them. It does no validation, builds no
 typed records, writes no sentences, and trusts its input completely, so the benchmark can say how many times
 that the real core costs. Never used by the product; a test holds its decisions to the core's.
 """
@@ -35,8 +36,13 @@ def _mean(values: list[float]) -> float:
     return fsum(values) / len(values) if values else 0.0
 
 
-def decide(payload: dict, policy: dict | None = None) -> dict[str, object]:
-    """The decision, every check and every number the report shows, for one (trusted) payload."""
+def decide(payload: dict, policy: dict | None = None, *, margins: bool = True) -> dict[str, object]:
+    """The decision, every check and every number the report shows, for one (trusted) payload.
+
+    ``margins``: also each condition's margin and the closest call, which reports carry since issue 12 (the
+    core is measured against this); without them, the spec's rules alone (the yardstick issue 10 set its
+    target against, still printed beside it).
+    """
     t = {**DEFAULTS, **(policy or {}), **payload.get("thresholds", {})}
     price = {"gpu_hour_usd": DEFAULT_GPU_HOUR_USD, **(policy or {}), **payload.get("cost_profile", {})}["gpu_hour_usd"]
     base, cand = payload["baseline"], payload["candidate"]
@@ -88,7 +94,39 @@ def decide(payload: dict, policy: dict | None = None) -> dict[str, object]:
     }
     failed = next((name for name, passed in checks.items() if not passed), None)
     common_set = set(common)
+    explained: dict[str, object] = {}
+    if margins:  # each condition's margin in its threshold's unit, and the closest call, as the report has them
+        given = {
+            "enough_projects": (False, ((n, t["min_projects"], 1),)),
+            "adaptation_triggered": (
+                True,
+                ((base_mean, t["trigger_mean_steps"], 1), (base_max, t["trigger_max_steps"], 1)),
+            ),
+            "effectiveness_ok": (
+                False,
+                ((reduction, t["min_mean_step_reduction"], 1), (relative, t["min_relative_step_reduction"], 1)),
+            ),
+            "accuracy_ok": (False, ((regression, t["max_mean_accuracy_regression_pp"], -1),)),
+            "cost_ok": (
+                False,
+                ((overhead, t["max_training_overhead_pct"], -1), (usd, t["max_extra_gpu_cost_usd_per_run"], -1)),
+            ),
+        }
+        closest, closest_size = None, 0.0
+        for name, (either, conditions) in given.items():
+            found, found_relative, shown = None, 0.0, []
+            for observed, threshold, sign in conditions:
+                margin = (observed - threshold) * sign
+                shown.append(round(margin, 4))
+                share = margin / abs(threshold) if threshold else margin
+                if found is None or (share > found_relative if either else share < found_relative):
+                    found, found_relative = (name, len(shown) - 1), share
+            explained[name] = shown
+            if closest is None or abs(found_relative) < closest_size:
+                closest, closest_size = found, abs(found_relative)
+        explained["closest_call"] = closest
     return {
+        **explained,
         "decision": ON_FAIL[failed] if failed else "enable_maml",
         "failed_check": failed,
         "checks": checks,

@@ -29,6 +29,14 @@ def assert_same(payload: dict, policy: dict | None = None, *, numbers: bool = Tr
             assert quick[key] == comparison[key], key
         for key in ("extra_training_minutes", "training_overhead_pct", "extra_gpu_cost_usd_per_run"):
             assert quick[key] == cost[key], key
+        for name, details in report["check_details"].items():  # margins and the closest call (issue 12)
+            assert quick[name] == [c["margin"] for c in details["conditions"]], name
+        closest = report["closest_call"]
+        check, index = quick["closest_call"]
+        assert (check, report["check_details"][check]["conditions"][index]["metric"]) == (
+            closest["check"],
+            closest["metric"],
+        )
         for arm in ("baseline", "candidate"):
             shown = report[arm]
             assert quick[arm] == (
