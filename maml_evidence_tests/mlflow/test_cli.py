@@ -74,7 +74,7 @@ def test_collect_then_ingest_then_write_back(tracking_uri: str, experiment: Expe
         assert tags["maml_evidence.failed_check"] == (report["failed_check"] or "none")
         assert tags["maml_evidence.evidence_grade"] == report["evidence"]["grade"]
         assert tags["maml_evidence.policy_version"] == report["provenance"]["policy_version"]
-        assert tags["maml_evidence.report_path"] == str(home / "reports" / spike / "report.json")
+        assert tags["maml_evidence.report_path"] == str((home / "reports" / spike / "report.json").resolve())
         assert "skipped (already stored)" in [line for line in again.stdout.splitlines() if spike in line][-1]
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
     assert "maml_evidence.decision" not in experiment.client.get_run(broken).data.tags
