@@ -398,7 +398,9 @@ def run_collect(args: argparse.Namespace) -> int:
             return True  # a damaged pointer: doctor's business, not a reason to collect the spike again
 
     try:
-        source = MlflowSource(uri, args.experiment, args.accuracy_metric)
+        source = MlflowSource(
+            uri, args.experiment, args.accuracy_metric, allow_unmatched_projects=args.allow_unmatched_projects
+        )
         written_back = source.write_back(home) if args.write_back else []
         collected = source.collect(args.spike_run_id, stored)
     except (MlflowMissing, TrackingUnreachable, SourceError) as exc:
@@ -456,6 +458,43 @@ def run_dev(args: argparse.Namespace) -> int:
     sys.stderr.flush()
     os.execve(sys.executable, command, dev_environment(store))
     return EXIT_OK  # not reached
+
+
+def run_instance(args: argparse.Namespace) -> int:
+    """Show the evidence home's Dagster instance, or (--postgres-url) put it on Postgres."""
+    from maml_evidence.deploy.instance import (
+        InstanceError,
+        check_connection,
+        describe,
+        normalized_url,
+        write_postgres_instance,
+    )
+    from maml_evidence.headless import instance_folder
+
+    store = _store(args)
+    folder = instance_folder(store)
+    try:
+        if args.postgres_url is None:
+            if args.force:
+                raise CommandError("--force: expected it only with --postgres-url")
+            sys.stdout.write(f"dagster home: {folder}\ninstance: {describe(folder)}\n")
+            return EXIT_OK
+        url, note = normalized_url(args.postgres_url)
+        if note:
+            _note(note)
+        check_connection(url)
+        config_file, changed = write_postgres_instance(folder, url, force=args.force)
+    except InstanceError as exc:
+        raise CommandError(str(exc)) from None
+
+    from maml_evidence.defs.partitions import register_spike_runs
+    from maml_evidence.headless import open_instance
+
+    # Dagster creates its tables on first use; spike runs already stored become partitions of the new instance
+    with open_instance(store) as instance:
+        register_spike_runs(instance, store.registry.known_ids())
+    sys.stdout.write(f"{'wrote' if changed else 'unchanged'} {config_file}\ninstance: {describe(folder)}\n")
+    return EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -579,10 +618,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="the metric holding each adaptation run's learning curve (default: val_accuracy)",
     )
     collect.add_argument(
+        "--allow-unmatched-projects",
+        action="store_true",
+        help="collect a spike with projects logged in one arm only (judged on the common projects, as the gate "
+        "does); by default each such project is an error naming its runs",
+    )
+    collect.add_argument(
         "--write-back",
         action="store_true",
         help="first tag each spike's parent run with its stored decision, failed check, grade, policy and report",
     )
+
+    instance = command(
+        "instance",
+        run_instance,
+        "show the evidence home's Dagster instance, or put it on Postgres (--postgres-url)",
+        "Without flags: print the Dagster home folder and its storage (local SQLite, or the Postgres URL with the "
+        "password masked). With --postgres-url: check the server is reachable, write the folder's dagster.yaml "
+        "(Postgres storage for runs, event log, schedules; telemetry off; run monitoring on) and register the "
+        'spike runs already stored as partitions. Needs the team extra: pip install -e ".[team]".',
+    )
+    instance.add_argument(
+        "--postgres-url",
+        metavar="URL",
+        help="postgresql+psycopg2://USER[:PASSWORD]@HOST[:PORT]/DATABASE (postgresql:// gets the +psycopg2 driver)",
+    )
+    instance.add_argument("--force", action="store_true", help="replace a dagster.yaml with other settings")
 
     dev = command("dev", run_dev, "start the Dagster UI and daemon on the evidence home")
     dev.add_argument("--host", default="127.0.0.1")

@@ -15,6 +15,7 @@ from maml_evidence.defs.metadata import (
     markdown_table,
     rounded,
 )
+from maml_evidence.defs.mlflow_links import mlflow_run_metadata
 from maml_evidence.defs.partitions import spike_runs
 from maml_evidence.defs.resources import EvidenceStoreResource
 from maml_evidence.drafts import draw_ahead
@@ -188,6 +189,7 @@ def decision_report(context: dg.AssetExecutionContext, evidence: EvidenceStoreRe
             "evidence": dg.MetadataValue.md(render_evidence(e.report).strip()),
             # the grade, the intervals and the p-values, each its own entry (plottable across partitions)
             **evidence_metadata(e.report.get("evidence")),  # type: ignore[arg-type]
+            **mlflow_run_metadata(e.report),  # links to the MLflow runs it was collected from, if it was
             # the per-project chart written beside report.json, embedded (the UI shows Markdown images)
             "effects": dg.MetadataValue.md(
                 markdown_image(store.home.report_dir(e.spike_run_id) / EFFECTS_FILE, "per-project effects")

@@ -7,6 +7,8 @@ Stopped by default; configured by environment variables, read at each tick (READ
 - ``MAML_EVIDENCE_MLFLOW_ACCURACY_METRIC``: the learning-curve metric (default ``val_accuracy``)
 - ``MAML_EVIDENCE_MLFLOW_WRITE_BACK``: ``1``/``true``/``yes`` writes each stored decision back as tags on its
   spike's parent run (at the next tick after the decision is stored, and again whenever it changes)
+- ``MAML_EVIDENCE_MLFLOW_ALLOW_UNMATCHED_PROJECTS``: ``1``/``true``/``yes`` collects spikes with projects logged
+  in one arm only (judged on the common projects); by default such a spike is quarantined naming those runs
 """
 
 import hashlib
@@ -23,6 +25,7 @@ from maml_evidence.defs.sensors import take_in
 
 URI_ENV, EXPERIMENT_ENV = "MAML_EVIDENCE_MLFLOW_TRACKING_URI", "MAML_EVIDENCE_MLFLOW_EXPERIMENT"
 METRIC_ENV, WRITE_BACK_ENV = "MAML_EVIDENCE_MLFLOW_ACCURACY_METRIC", "MAML_EVIDENCE_MLFLOW_WRITE_BACK"
+UNMATCHED_ENV = "MAML_EVIDENCE_MLFLOW_ALLOW_UNMATCHED_PROJECTS"
 MLFLOW_URI_ENV = "MLFLOW_TRACKING_URI"
 
 
@@ -34,6 +37,7 @@ class MlflowSettings:
     experiment: str
     accuracy_metric: str
     write_back: bool
+    allow_unmatched_projects: bool = False
 
 
 def mlflow_settings(environ: Mapping[str, str]) -> MlflowSettings:
@@ -50,8 +54,13 @@ def mlflow_settings(environ: Mapping[str, str]) -> MlflowSettings:
         tracking_uri=uri,
         experiment=experiment,
         accuracy_metric=environ.get(METRIC_ENV) or DEFAULT_ACCURACY_METRIC,
-        write_back=(environ.get(WRITE_BACK_ENV) or "").strip().lower() in ("1", "true", "yes", "on"),
+        write_back=_on(environ.get(WRITE_BACK_ENV)),
+        allow_unmatched_projects=_on(environ.get(UNMATCHED_ENV)),
     )
+
+
+def _on(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
 
 
 @dg.sensor(
@@ -83,7 +92,12 @@ def mlflow_spike_sensor(context: dg.SensorEvaluationContext, evidence: EvidenceS
     store.policy()  # a broken thresholds.toml fails the tick loudly, as in the inbox sensor
     reported: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
     try:
-        source = MlflowSource(settings.tracking_uri, settings.experiment, settings.accuracy_metric)
+        source = MlflowSource(
+            settings.tracking_uri,
+            settings.experiment,
+            settings.accuracy_metric,
+            allow_unmatched_projects=settings.allow_unmatched_projects,
+        )
         written_back = source.write_back(store.home) if settings.write_back else []
         collected = source.collect(stored=lambda sid: store.registry.current(sid) is not None)
     except (TrackingUnreachable, SourceError) as exc:

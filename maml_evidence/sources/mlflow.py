@@ -139,10 +139,19 @@ class MlflowSource:
     """One experiment on one tracking server, read through MLflow's client."""
 
     def __init__(
-        self, tracking_uri: str, experiment: str, accuracy_metric: str = DEFAULT_ACCURACY_METRIC, *, client: Any = None
+        self,
+        tracking_uri: str,
+        experiment: str,
+        accuracy_metric: str = DEFAULT_ACCURACY_METRIC,
+        *,
+        allow_unmatched_projects: bool = False,
+        client: Any = None,
     ) -> None:
         self.tracking_uri = tracking_uri
         self.accuracy_metric = accuracy_metric
+        # A project logged in one arm only is most often a run that failed or was never tagged: an error naming
+        # its runs, unless asked to judge the common projects only (as the gate does with a hand-written payload)
+        self.allow_unmatched_projects = allow_unmatched_projects
         if client is None:
             mlflow = import_mlflow()  # first: a missing extra is said as such, whatever the server's state
             check_reachable(tracking_uri)
@@ -243,7 +252,8 @@ class MlflowSource:
         return results
 
     def assemble(self, spike_run_id: str, parent: Any) -> tuple[dict[str, object], list[str]]:
-        """The spike's payload, validated by the gate, and notes (projects in one arm only, named with their runs).
+        """The spike's payload, validated by the gate, and notes (projects in one arm only, named with their runs,
+        where ``allow_unmatched_projects`` lets them through; otherwise each is a problem).
 
         Raises ``SpikeError`` naming every run at fault.
         """
@@ -284,9 +294,11 @@ class MlflowSource:
         if "score_scale" in parent.data.params:
             payload["score_scale"] = parent.data.params["score_scale"]
             origin["score_scale"] = describe(parent)
+        notes = self._one_arm_notes(arms_provenance)
+        if notes and not self.allow_unmatched_projects:
+            problems.extend(f"{note} (collect with --allow-unmatched-projects to judge them so)" for note in notes)
         if problems:
             raise SpikeError(label, problems)
-        notes = self._one_arm_notes(arms_provenance)
         provenance = {
             "tracking_uri": self.tracking_uri,
             "experiment_id": self.experiment_id,

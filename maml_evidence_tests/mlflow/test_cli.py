@@ -124,3 +124,20 @@ def test_neither_the_gate_nor_the_definitions_import_mlflow() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_spike_with_a_project_in_one_arm_needs_the_flag(
+    tracking_uri: str, experiment: Experiment, tmp_path: Path
+) -> None:
+    spike = "2026-11-10-search-ranking-more-evidence"  # a project in one arm only
+    experiment.log_payload(spike, json.loads((SAMPLE_INBOX / f"{spike}.json").read_text()))
+    uri = ["--tracking-uri", tracking_uri, "--experiment", experiment.name, "--output", str(tmp_path / "out")]
+
+    refused = command("collect", *uri, home=tmp_path / "evidence")
+    assert refused.returncode == 1 and "--allow-unmatched-projects" in lines(refused.stdout)[spike]
+    assert not (tmp_path / "out" / f"{spike}.json").exists()
+
+    allowed = command("collect", *uri, "--allow-unmatched-projects", home=tmp_path / "evidence")
+    assert allowed.returncode == 0, allowed.stdout + allowed.stderr
+    assert "note: project" in lines(allowed.stdout)[spike]
+    assert json.loads((tmp_path / "out" / f"{spike}.json").read_text())["spike_run_id"] == spike

@@ -27,7 +27,16 @@ def test_every_sample_collected_from_mlflow_gets_the_same_report(tracking_uri: s
         written[spike] = json.loads((SAMPLE_INBOX / f"{spike}.json").read_text(encoding="utf-8"))
         experiment.log_payload(spike, written[spike])
 
-    collected = MlflowSource(tracking_uri, experiment.name).collect()
+    # one sample has a project in one arm only: judged over the common projects when asked to, an error if not
+    strict = {r.spike_run_id: r for r in MlflowSource(tracking_uri, experiment.name).collect()}
+    unmatched = {
+        s
+        for s, p in written.items()
+        if evaluate_feasibility(p)["project_alignment"]["baseline_only_projects"]
+        or evaluate_feasibility(p)["project_alignment"]["candidate_only_projects"]
+    }
+    assert unmatched and {s for s, r in strict.items() if r.outcome != WRITTEN} == unmatched
+    collected = MlflowSource(tracking_uri, experiment.name, allow_unmatched_projects=True).collect()
 
     assert sorted(r.spike_run_id for r in collected) == sorted(SAMPLE_DECISIONS)
     for result in collected:

@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from maml_evidence import evaluate_feasibility
 from maml_evidence.sources.mlflow import FAILED, WRITTEN, MlflowSource, SourceError
 from maml_evidence_tests.mlflow.conftest import Experiment
 
@@ -119,17 +120,32 @@ def test_a_value_the_gate_refuses_names_the_run_behind_it(tracking_uri: str, exp
     assert f"[from MLflow run {parent}" in error
 
 
-def test_a_project_in_one_arm_is_collected_and_named_in_a_note(tracking_uri: str, experiment: Experiment) -> None:
+def test_a_project_in_one_arm_is_an_error_naming_its_run(tracking_uri: str, experiment: Experiment) -> None:
+    """Most often a run that failed or was never tagged: not collected unless asked."""
+    experiment.parent(SPIKE)
+    good_arm(experiment, "baseline", ("a", "b", "c", "d"))
+    good_arm(experiment, "candidate")
+
+    error = failure(tracking_uri, experiment)
+
+    assert f"project d is only in the baseline arm (run {experiment.runs['baseline/d']})" in error
+    assert "--allow-unmatched-projects" in error
+
+
+def test_a_project_in_one_arm_is_collected_with_a_note_when_allowed(tracking_uri: str, experiment: Experiment) -> None:
     """As the gate does with hand-written payloads: listed in project_alignment, never silently dropped."""
     experiment.parent(SPIKE)
     good_arm(experiment, "baseline", ("a", "b", "c", "d"))
     good_arm(experiment, "candidate")
 
-    result = collect_one(tracking_uri, experiment)
+    (result,) = MlflowSource(tracking_uri, experiment.name, allow_unmatched_projects=True).collect()
 
     assert result.outcome == WRITTEN, result.error
     (note,) = result.notes
     assert f"project d is only in the baseline arm (run {experiment.runs['baseline/d']})" in note
+    assert result.payload is not None
+    report = evaluate_feasibility(result.payload)
+    assert report["project_alignment"]["baseline_only_projects"] == ["d"]
 
 
 def test_an_unknown_experiment_is_refused(tracking_uri: str) -> None:

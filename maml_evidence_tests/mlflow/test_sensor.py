@@ -53,6 +53,15 @@ def test_settings_come_from_the_environment() -> None:
         }
     )
     assert (own.tracking_uri, own.accuracy_metric, own.write_back) == ("http://n:5000", "acc", True)
+    assert not own.allow_unmatched_projects
+    allowing = mlflow_settings(
+        {
+            "MLFLOW_TRACKING_URI": "u",
+            "MAML_EVIDENCE_MLFLOW_EXPERIMENT": "e",
+            "MAML_EVIDENCE_MLFLOW_ALLOW_UNMATCHED_PROJECTS": "1",
+        }
+    )
+    assert allowing.allow_unmatched_projects
     with pytest.raises(dg.Failure, match="set MAML_EVIDENCE_MLFLOW_TRACKING_URI .*MAML_EVIDENCE_MLFLOW_EXPERIMENT"):
         mlflow_settings({})
 
@@ -88,6 +97,13 @@ def test_ticks_collect_quarantine_once_evaluate_and_write_back(
         assert report["decision"] == SAMPLE_DECISIONS[SPIKE]
         assert report["provenance"]["mlflow"]["parent_run_id"] == parent
         assert "maml_evidence.decision" not in experiment.client.get_run(parent).data.tags  # not asked for
+        # the decision_report partition page links the runs
+        [record] = pipeline.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey("decision_report"), asset_partitions=[SPIKE]), limit=1
+        ).records
+        metadata = record.asset_materialization.metadata  # type: ignore[union-attr]
+        assert metadata["mlflow_parent_run"].value == report["provenance"]["mlflow"]["parent_run_url"]
+        assert parent in metadata["mlflow_runs"].value
 
         monkeypatch.setenv("MAML_EVIDENCE_MLFLOW_WRITE_BACK", "1")
         third = tick(pipeline, second.cursor)
