@@ -104,6 +104,13 @@ def _guarded(handler, args: argparse.Namespace | _GateArgs) -> int:  # noqa: ANN
     except (PayloadValidationError, CommandError) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return EXIT_USAGE
+    except ValueError as exc:  # the evidence home's Dagster instance cannot be opened (its Postgres storage)
+        from maml_evidence.deploy.instance import InstanceError  # only on this path: the gate's start-up is bare
+
+        if not isinstance(exc, InstanceError):
+            raise
+        sys.stderr.write(f"error: {exc}\n")
+        return EXIT_USAGE
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         return 130

@@ -19,7 +19,7 @@ from maml_evidence.defs.partitions import (
     range_tags,
     register_spike_runs,
 )
-from maml_evidence.defs.runs import HOST_TAG, PID_TAG, fail_dead_runs, process_tags
+from maml_evidence.defs.runs import HOST_TAG, PID_TAG, fail_dead_runs, heartbeat, process_tags
 from maml_evidence.store import EvidenceStore
 from maml_evidence.store.intake import QUARANTINED, UNCHANGED, IntakeResult, intake_files
 from maml_evidence.store.reevaluation import Change, latest_changes
@@ -35,10 +35,17 @@ telemetry:
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
-def dagster_home(store: EvidenceStore) -> Path:
-    """$DAGSTER_HOME if set, else <evidence home>/dagster_home; created with its dagster.yaml. Sets nothing."""
+def instance_folder(store: EvidenceStore) -> Path:
+    """$DAGSTER_HOME if set, else <evidence home>/dagster_home; neither created nor changed."""
     chosen = os.environ.get("DAGSTER_HOME")
-    home = Path(chosen).resolve() if chosen else store.home.dagster_home
+    return Path(chosen).resolve() if chosen else store.home.dagster_home
+
+
+def dagster_home(store: EvidenceStore) -> Path:
+    """``instance_folder``, created; its dagster.yaml is written (local SQLite storage) only where there is none,
+    so one written by ``maml-evidence instance`` or by hand (Postgres storage, a run launcher) is used as it is.
+    Sets nothing."""
+    home = instance_folder(store)
     home.mkdir(parents=True, exist_ok=True)
     if not (home / "dagster.yaml").exists():
         (home / "dagster.yaml").write_text(DAGSTER_YAML, encoding="utf-8")
@@ -47,7 +54,16 @@ def dagster_home(store: EvidenceStore) -> Path:
 
 def open_instance(store: EvidenceStore) -> dg.DagsterInstance:
     """The evidence home's Dagster instance (the one ``dagster dev`` on this home uses), opened explicitly."""
-    return dg.DagsterInstance.from_config(str(dagster_home(store)))
+    folder = dagster_home(store)
+    try:
+        return dg.DagsterInstance.from_config(str(folder))
+    except Exception as exc:
+        from maml_evidence.deploy.instance import unavailable
+
+        error = unavailable(folder, exc)  # the Postgres storage's extra missing or its server down: one line
+        if error is None:
+            raise
+        raise error from None
 
 
 def run_resources(store: EvidenceStore) -> dict[str, object]:
@@ -138,13 +154,14 @@ def evaluate_partitions(
     outcomes = []
     all_keys = instance.get_dynamic_partitions(SPIKE_RUNS)
     for first, last in contiguous_ranges(all_keys, spike_run_ids):
-        result = job.execute_in_process(
-            instance=instance,
-            tags={**range_tags(first, last), **process_tags()},
-            resources=run_resources(store),
-            run_config=QUIET_RUN_CONFIG,
-            raise_on_error=False,
-        )
+        with heartbeat(instance):  # the run's liveness for commands on other hosts (defs/runs.py)
+            result = job.execute_in_process(
+                instance=instance,
+                tags={**range_tags(first, last), **process_tags()},
+                resources=run_resources(store),
+                run_config=QUIET_RUN_CONFIG,
+                raise_on_error=False,
+            )
         error = None if result.success else _failure_text(result)
         outcomes.append(RunOutcome(first, last, result.run_id, result.success, error))
     return outcomes
@@ -263,13 +280,14 @@ def run_reevaluation(store: EvidenceStore, *, force: bool = False) -> Reevaluati
         fail_dead_runs(instance, REEVALUATE_JOB)
         job = defs.resolve_job_def(REEVALUATE_JOB)
         run_config = {**QUIET_RUN_CONFIG, "ops": {"decision_reevaluation": {"config": {"force": force}}}}
-        result = job.execute_in_process(
-            instance=instance,
-            run_config=run_config,
-            tags=process_tags(),
-            resources=run_resources(store),
-            raise_on_error=False,
-        )
+        with heartbeat(instance):
+            result = job.execute_in_process(
+                instance=instance,
+                run_config=run_config,
+                tags=process_tags(),
+                resources=run_resources(store),
+                raise_on_error=False,
+            )
     if not result.success:
         return ReevaluationOutcome(result.run_id, False, {}, [], _failure_text(result))
     materialization = result.asset_materializations_for_node("decision_reevaluation")[0]

@@ -1,0 +1,1 @@
+"""The team deployment: the Dagster instance on a real Postgres server, liveness across hosts, deploy files."""
