@@ -3,12 +3,19 @@
 No process keeps ``evidence.duckdb`` open for writing: it is written once (or when the evidence home moves)
 and then only opened read-only, so analysts, the ``sql`` command and Dagster never fight over DuckDB's
 single-writer lock. The project's own readers use an in-memory connection with the same views.
+
+It is written in DuckDB's v1.0.0 storage format, so DuckDB 1.x clients (what most notebooks and BI tools run)
+open it as well as 2.x; a catalog found in a newer format is rebuilt beside it and renamed into place.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import struct
 import time
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,9 +24,17 @@ import duckdb
 from maml_evidence.store.files import atomic_write_text, file_lock
 from maml_evidence.store.home import EvidenceHome, StoreError
 from maml_evidence.store.schema import COMMITS, TABLES
-from maml_evidence.store.tables import Damage, ParquetTables, view_sql
+from maml_evidence.store.tables import Damage, ParquetTables, _sql_str, view_sql
 
-CATALOG_VERSION = 3
+CATALOG_VERSION = 4
+# The oldest storage format DuckDB 2.0 writes; every view only reads Parquet files, so nothing newer is needed.
+STORAGE_VERSION = "v1.0.0"
+# The storage version number DuckDB writes in the file header (bytes 12-19, little endian, after the 8-byte
+# checksum and the magic "DUCK") for STORAGE_VERSION; DuckDB 1.5 reads 64 to 68, 2.0 writes 999 by default.
+STORAGE_NUMBER = 64
+OLDEST_CLIENT = "1.0"
+NEWEST_1X_NUMBER = 68
+HEADER_MAGIC = b"DUCK"
 MARKER = "evidence.catalog.json"
 VANISHED_ATTEMPTS = 5
 GLOB_CHARACTERS = "[]*?{}"
@@ -39,9 +54,38 @@ def view_definitions(home: EvidenceHome) -> dict[str, str]:
     }
 
 
+def storage_number(path: Path) -> int | None:
+    """The storage version number in a DuckDB file's header; None if the file is not a DuckDB database."""
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(20)
+    except OSError:
+        return None
+    if len(header) < 20 or header[8:12] != HEADER_MAGIC:
+        return None
+    return int(struct.unpack("<Q", header[12:20])[0])
+
+
+def catalog_problem(home: EvidenceHome) -> str | None:
+    """Why a DuckDB 1.x client cannot open the home's catalog; None if it can (or there is none yet)."""
+    if not home.catalog.exists():
+        return None
+    number = storage_number(home.catalog)
+    if number is None:
+        return "not a DuckDB database file"
+    if not STORAGE_NUMBER <= number <= NEWEST_1X_NUMBER:
+        return (
+            f"written in DuckDB storage version {number}, which DuckDB {OLDEST_CLIENT} to 1.5 clients cannot open "
+            f"(they read {STORAGE_NUMBER} to {NEWEST_1X_NUMBER}); the next maml-evidence command on this home "
+            f"rewrites it in the {STORAGE_VERSION} format"
+        )
+    return None
+
+
 def _marker(home: EvidenceHome) -> dict[str, object]:
     return {
         "version": CATALOG_VERSION,
+        "storage_version": STORAGE_VERSION,
         "root": str(home.root),
         "views": view_definitions(home),
         # a declared column added or changed: the schema files are rewritten before the views (refresh_schemas)
@@ -61,25 +105,46 @@ def ensure_store(home: EvidenceHome) -> None:
     ParquetTables(home).ensure()
     marker_path = home.root / MARKER
     wanted = _marker(home)
-    if home.catalog.exists() and _read_marker(marker_path) == wanted:
+    if _current(home, marker_path, wanted):
         return
     with file_lock(home.locks / "catalog.lock"):
-        if home.catalog.exists() and _read_marker(marker_path) == wanted:
+        if _current(home, marker_path, wanted):
             return
         ParquetTables(home).refresh_schemas()
+        write_catalog(home)
+        atomic_write_text(marker_path, json.dumps(wanted, indent=2, sort_keys=True))
+
+
+def _current(home: EvidenceHome, marker_path: Path, wanted: dict[str, object]) -> bool:
+    return storage_number(home.catalog) == STORAGE_NUMBER and _read_marker(marker_path) == wanted
+
+
+def write_catalog(home: EvidenceHome) -> None:
+    """Build the catalog of views beside ``evidence.duckdb`` in the 1.x-readable format, then rename it into place.
+
+    A reader holding the old file keeps reading it; a new reader opens the old or the new file, never half of one.
+    Nothing holds DuckDB's write lock on ``evidence.duckdb`` itself, so open read-only sessions never block this.
+    """
+    tmp = home.root / f".{home.catalog.name}.{uuid.uuid4().hex[:12]}.partial"
+    try:
+        connection = duckdb.connect()
         try:
-            connection = duckdb.connect(str(home.catalog))
-        except duckdb.IOException as exc:
-            raise StoreError(
-                f"{home.catalog}: cannot update the catalog's views while another process holds it open "
-                f"(close DuckDB sessions on it and retry): {exc}"
-            ) from exc
-        try:
+            connection.execute(f"ATTACH {_sql_str(str(tmp))} AS fresh (STORAGE_VERSION '{STORAGE_VERSION}')")
             for name, select in view_definitions(home).items():
-                connection.execute(f"CREATE OR REPLACE VIEW {name} AS {select}")
+                connection.execute(f"CREATE VIEW fresh.main.{name} AS {select}")
+            connection.execute("DETACH fresh")
         finally:
             connection.close()
-        atomic_write_text(marker_path, json.dumps(wanted, indent=2, sort_keys=True))
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        # a write-ahead log left beside the old file would be replayed onto the new one
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(f"{home.catalog}.wal")
+        os.replace(tmp, home.catalog)
+    finally:
+        for leftover in (tmp, Path(f"{tmp}.wal")):
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
 
 
 def _read_marker(path) -> object:  # noqa: ANN001

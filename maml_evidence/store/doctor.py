@@ -16,7 +16,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from maml_evidence.gate import flip_cause
-from maml_evidence.store.catalog import query
+from maml_evidence.store.catalog import catalog_problem, query
 from maml_evidence.store.commit import ReportTask, commit, decisions_lock, pending_journals, write_reports
 from maml_evidence.store.evidence import EvidenceStore
 from maml_evidence.store.home import StoreError
@@ -69,8 +69,14 @@ def _full_read_problem(path: Path) -> str | None:
 
 
 def diagnose(store: EvidenceStore) -> Diagnosis:
-    """Check every table file (footer and full read), every payload revision and report, and leftovers."""
+    """Check the catalog's format, every table file (footer and full read), every payload revision and report.
+
+    Files a compaction superseded are readable and hidden by the views: they are not damage.
+    """
     result = Diagnosis()
+    problem = catalog_problem(store.home)
+    if problem:
+        result.findings.append(Finding("error", str(store.home.catalog), problem))
     tables = store.tables
     for name in TABLES:
         healthy, damaged = tables.scan(name)

@@ -4,12 +4,14 @@ Each write is one immutable batch file per table (all spike runs of one Dagster 
 atomically, so readers never see half a file and writers never contend for a lock. A ``current`` table shows,
 per spike run, only the rows of its newest batch: re-materializing a partition replaces its rows, never
 duplicates them. Compaction merges batch files into one (keeping only visible rows) so that queries over
-100,000 spike runs read a handful of files.
+100,000 spike runs read a handful of files; the files it merged stay readable for a grace period (a query that
+listed them still finds them) and their rows are hidden by the views meanwhile, then a later pass deletes them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -28,6 +30,15 @@ COMPACT_AFTER_FILES = 16
 UNCOMMITTED_GRACE_NS = 3600 * 10**9
 SCHEMA_FILE = "_schema.parquet"
 KEYS_SUFFIX = ".keys"
+# Beside a compacted file: the names of the files it merged (superseded; their rows are hidden by the views).
+SUPERSEDES_SUFFIX = ".supersedes"
+# How long superseded files stay after compaction, so that a query which listed them (running, or about to run,
+# in any process, e.g. an analyst's DuckDB session) still reads them; a later compaction pass deletes them.
+SUPERSEDED_GRACE_SECONDS = 600
+GRACE_ENV = "MAML_EVIDENCE_COMPACTION_GRACE_SECONDS"
+# The column DuckDB adds for ``filename = true``: which file a row was read from.
+FILE_COLUMN = "filename"
+COMPACTED_PREFIX = "c-"
 # What converting rows to a table's Arrow schema raises for a value the column cannot hold.
 CONVERSION_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, KeyError, OverflowError)
 
@@ -47,14 +58,41 @@ def parquet_source(files: Path | Sequence[Path]) -> str:
         listed = _sql_str(str(files / "*.parquet"))
     else:
         listed = "[" + ", ".join(_sql_str(str(f)) for f in files) + "]"
-    return f"read_parquet({listed}, union_by_name = true)"
+    return f"read_parquet({listed}, union_by_name = true, {FILE_COLUMN} = true)"
 
 
-def _latest(source: str, key: str) -> str:
-    """Each key's rows of its newest batch (an anti-join: about 5x faster in DuckDB than a window over the key)."""
+def _compacted_prefix(files: Path | Sequence[Path]) -> str:
+    """Every compacted file's path sorts at or after this (``_schema`` < ``b-`` < ``c-`` in one folder)."""
+    directory = files if isinstance(files, Path) else files[0].parent
+    return _sql_str(str(directory / COMPACTED_PREFIX))
+
+
+def _copied(row: str, copy: str, prefix: str) -> str:
+    """``row`` is a superseded copy: a later compacted file holds its key's rows of the same batch."""
+    return (
+        f"({copy}.{BATCH_COLUMN} = {row}.{BATCH_COLUMN} AND {copy}.{FILE_COLUMN} > {row}.{FILE_COLUMN} "
+        f"AND {copy}.{FILE_COLUMN} >= {prefix})"
+    )
+
+
+def _latest(source: str, key: str, prefix: str) -> str:
+    """Each key's rows of its newest batch, one copy (an anti-join: about 5x faster than a window over the key).
+
+    A batch's rows also sit in the compacted file that merged them while the superseded file waits out its
+    grace period: the copy in the newest compacted file is the one kept.
+    """
     return (
         f"SELECT * FROM {source} AS latest WHERE NOT EXISTS (SELECT 1 FROM {source} AS newer "
-        f"WHERE newer.{key} = latest.{key} AND newer.{BATCH_COLUMN} > latest.{BATCH_COLUMN})"
+        f"WHERE newer.{key} = latest.{key} AND (newer.{BATCH_COLUMN} > latest.{BATCH_COLUMN} "
+        f"OR {_copied('latest', 'newer', prefix)}))"
+    )
+
+
+def _once(source: str, key: str, prefix: str) -> str:
+    """Every row of a history table once: a superseded file's copy is hidden while it waits out its grace."""
+    return (
+        f"SELECT * FROM {source} AS kept WHERE NOT EXISTS (SELECT 1 FROM {source} AS copy "
+        f"WHERE copy.{key} = kept.{key} AND {_copied('kept', 'copy', prefix)})"
     )
 
 
@@ -69,15 +107,21 @@ def view_sql(table: TableDef, files: Path | Sequence[Path], commit_files: Path |
     A ``committed`` table shows only rows of batches recorded in ``decision_commits`` (``commit_files``), so a
     writer that died before its commit never shows any part of its batch, in any table.
     """
+    hidden = f"EXCLUDE ({BATCH_COLUMN}, {PRESENT_COLUMN}, {FILE_COLUMN})"
+    return f"SELECT * {hidden} FROM ({_visible(table, files, commit_files)}) WHERE {PRESENT_COLUMN}"
+
+
+def _visible(table: TableDef, files: Path | Sequence[Path], commit_files: Path | Sequence[Path] | None) -> str:
+    """The table's rows that count, once each, with the hidden columns: what the view shows and compaction keeps."""
     source = parquet_source(files)
     if table.committed:
         if commit_files is None:
             raise ValueError(f"{table.name} is committed by {COMMITS}: its files are needed")
         source = _committed(source, parquet_source(commit_files))
-    hidden = f"EXCLUDE ({BATCH_COLUMN}, {PRESENT_COLUMN})"
+    prefix = _compacted_prefix(files)
     if table.kind == "history":
-        return f"SELECT * {hidden} FROM {source} WHERE {PRESENT_COLUMN}"
-    return f"SELECT * {hidden} FROM ({_latest(source, table.key)}) WHERE {PRESENT_COLUMN}"
+        return _once(source, table.key, prefix)
+    return _latest(source, table.key, prefix)
 
 
 def _to_arrow(definition: TableDef, records: Sequence[Mapping[str, object]], batch: str, present: int) -> pa.Table:
@@ -279,55 +323,97 @@ class ParquetTables:
     def data_files(self, table: str) -> list[Path]:
         return sorted(p for p in self.directory(table).glob("*.parquet") if p.name != SCHEMA_FILE)
 
+    def superseded(self, table: str) -> dict[Path, float]:
+        """Files a compaction merged that still exist (their rows are hidden), with when they were superseded."""
+        found: dict[Path, float] = {}
+        for listing in self.directory(table).glob(f"*{SUPERSEDES_SUFFIX}"):
+            try:
+                at = listing.stat().st_mtime
+                names = listing.read_text(encoding="utf-8").split()
+            except OSError:
+                continue
+            for name in names:
+                path = listing.with_name(name)
+                if path.exists():
+                    found[path] = min(at, found.get(path, at))
+        return found
+
+    def live_files(self, table: str) -> list[Path]:
+        """The data files no compaction has merged yet: what the next compaction merges."""
+        superseded = self.superseded(table)
+        return [p for p in self.data_files(table) if p not in superseded]
+
     def compact_if_needed(self, table: str, threshold: int = COMPACT_AFTER_FILES) -> bool:
-        if len(self.data_files(table)) <= threshold:
+        """Compact once more than ``threshold`` files are live; delete superseded files past their grace period."""
+        if len(self.live_files(table)) <= threshold:
+            self.delete_superseded(table)
             return False
         return self.compact(table)
 
     def compact(self, table: str) -> bool:
-        """Merge every batch file of ``table`` into one, keeping only visible rows; skip if another process is."""
+        """Merge every live file of ``table`` into one, keeping only visible rows; skip if another process is.
+
+        The compacted file is written first; the files it merged stay (listed in its ``.supersedes`` sidecar,
+        their rows hidden by the views) until a later pass finds them older than the grace period.
+        """
         import duckdb
 
         definition = TABLES[table]
         with file_lock(self.home.locks / f"compact-{table}.lock", blocking=False) as locked:
             if not locked:
                 return False
-            files = self.data_files(table)
+            self._delete_superseded(table)
+            files = self.live_files(table)
             if len(files) <= 1:
                 return False
             directory = self.directory(table)
-            source = parquet_source(files)
             key = definition.key
             if definition.committed:
                 # committed rows (the newest committed batch per key for a current table), plus uncommitted rows
                 # recent enough that their writer may still commit them; a dead writer's rows are dropped
                 commits = parquet_source(self.directory(COMMITS))
                 cutoff = _sql_str(f"{time.time_ns() - UNCOMMITTED_GRACE_NS:020d}")
-                kept = _committed(source, commits)
-                if definition.kind == "current":
-                    kept = f"({_latest(kept, key)})"
                 recent = (
-                    f"SELECT * FROM {source} WHERE {BATCH_COLUMN} >= {cutoff} "
-                    f"AND {BATCH_COLUMN} NOT IN (SELECT batch FROM {commits})"
+                    f"SELECT * FROM ({_once(parquet_source(files), key, _compacted_prefix(files))}) "
+                    f"WHERE {BATCH_COLUMN} >= {cutoff} AND {BATCH_COLUMN} NOT IN (SELECT batch FROM {commits})"
                 )
-                select = f"SELECT * FROM {kept} UNION ALL {recent} ORDER BY {key}"
-            elif definition.kind == "history":
-                select = f"SELECT * FROM {source}"
+                select = f"SELECT * FROM ({_visible(definition, files, directory.parent / COMMITS)}) UNION ALL {recent}"
             else:
-                select = f"{_latest(source, key)} ORDER BY {key}"
+                select = f"SELECT * FROM ({_visible(definition, files, None)})"
             connection = duckdb.connect()
             try:
-                merged = connection.sql(select).to_arrow_table()
+                merged = connection.sql(f"{select} ORDER BY {key}").to_arrow_table()
             finally:
                 connection.close()
             merged = merged.select(definition.schema.names).cast(definition.schema)
             keys = sorted(set(merged.column(definition.key).to_pylist()))
-            self._write_file(directory, f"c-{new_batch_id()}.parquet", merged, keys)
-            for path in files:
+            compacted = self._write_file(directory, f"{COMPACTED_PREFIX}{new_batch_id()}.parquet", merged, keys)
+            # after the compacted file: a crash in between leaves the merged files live, and the views and the
+            # next compaction read their rows once (the compacted copy wins)
+            atomic_write_text(
+                compacted.with_name(compacted.name + SUPERSEDES_SUFFIX), "".join(f"{p.name}\n" for p in files)
+            )
+            return True
+
+    def delete_superseded(self, table: str) -> list[Path]:
+        """Delete the superseded files older than the grace period (skipped while another process compacts)."""
+        with file_lock(self.home.locks / f"compact-{table}.lock", blocking=False) as locked:
+            return self._delete_superseded(table) if locked else []
+
+    def _delete_superseded(self, table: str) -> list[Path]:
+        cutoff = time.time() - grace_seconds()
+        deleted = []
+        for path, at in sorted(self.superseded(table).items()):
+            if at <= cutoff:
                 for stale in (path, path.with_name(path.name + KEYS_SUFFIX)):
                     with contextlib.suppress(FileNotFoundError):
                         stale.unlink()
-            return True
+                deleted.append(path)
+        for listing in self.directory(table).glob(f"*{SUPERSEDES_SUFFIX}"):
+            with contextlib.suppress(OSError):
+                if not any(listing.with_name(n).exists() for n in listing.read_text(encoding="utf-8").split()):
+                    listing.unlink()
+        return deleted
 
     def keys_of(self, path: Path) -> list[str]:
         """The spike runs (or policy versions) a data file holds, from its sidecar; empty if unknown."""
@@ -348,6 +434,20 @@ class ParquetTables:
             elif problem != "vanished":
                 damaged.append(Damage(table, path, tuple(self.keys_of(path)), problem))
         return healthy, damaged
+
+
+def grace_seconds() -> float:
+    """How long superseded files stay: ``SUPERSEDED_GRACE_SECONDS`` unless the environment sets another value."""
+    raw = os.environ.get(GRACE_ENV, "").strip()
+    if not raw:
+        return SUPERSEDED_GRACE_SECONDS
+    try:
+        value = float(raw)
+    except ValueError:
+        raise StoreError(f"{GRACE_ENV}={raw!r}: expected a number of seconds (0 or more)") from None
+    if not value >= 0:
+        raise StoreError(f"{GRACE_ENV}={raw!r}: expected a number of seconds (0 or more)")
+    return value
 
 
 def _write_keys(directory: Path, name: str, keys: Iterable[str]) -> None:

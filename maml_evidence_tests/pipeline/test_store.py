@@ -203,7 +203,7 @@ def test_compaction_keeps_exactly_the_visible_rows_and_later_writes_still_replac
 
     assert snapshot(pipeline_env) == before
     for name in CURRENT:
-        files = tables.data_files(name)
+        files = tables.live_files(name)
         assert len(files) == 1 and files[0].name.startswith("c-"), (name, files)
         stored = pq.read_table(files[0])
         visible = stored.filter(stored["_present"]).num_rows
@@ -222,7 +222,7 @@ def test_many_writes_are_compacted_automatically(pipeline_env: Pipeline) -> None
     evaluations = store.evaluate([ENABLE])
     for _ in range(2 * tables_module.COMPACT_AFTER_FILES + 3):
         store.write_decisions(evaluations)
-    assert len(store.tables.data_files("gate_decisions")) <= tables_module.COMPACT_AFTER_FILES
+    assert len(store.tables.live_files("gate_decisions")) <= tables_module.COMPACT_AFTER_FILES
     assert pipeline_env.view_counts(["gate_decisions", "gate_checks"]) == {"gate_decisions": 1, "gate_checks": 5}
 
 
