@@ -41,14 +41,14 @@ class TeamHome:
             del env["DAGSTER_HOME"]  # the evidence home's own instance, as a user without the variable has it
         return env
 
-    def cli(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    def cli(self, *args: str, timeout: float = 180, **env: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [str(BIN / "maml-evidence"), *args, "--home", str(self.evidence)],
             capture_output=True,
             text=True,
             encoding="utf-8",
             cwd=self.evidence.parent,
-            env=self.env(),
+            env={**self.env(), **env},
             timeout=timeout,
         )
 

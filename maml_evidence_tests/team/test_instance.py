@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -120,3 +122,19 @@ def test_commands_on_an_unreachable_postgres_instance_fail_in_one_line(team_home
         assert f"dagster:***@127.0.0.1:{port}/dagster" in failed.stderr and "cannot be opened" in failed.stderr
     # the hand-written file is used as it is, never replaced by the local default
     assert url in (team_home.dagster_home / "dagster.yaml").read_text(encoding="utf-8")
+
+
+def test_without_the_team_extra_a_postgres_instance_is_a_one_line_error(team_home: TeamHome, tmp_path: Path) -> None:
+    """dagster-postgres shadowed by a package that fails to import, as on an install without the team extra."""
+    from maml_evidence_tests.samples import SAMPLE_INBOX
+
+    assert team_home.cli("instance", "--postgres-url", team_home.url).returncode == 0
+    blocked = tmp_path / "blocked" / "dagster_postgres"
+    blocked.mkdir(parents=True)
+    (blocked / "__init__.py").write_text("raise ImportError('not installed (test)', name='dagster_postgres')\n")
+    without = {"PYTHONPATH": str(blocked.parent)}
+    sample = str(sorted(SAMPLE_INBOX.glob("*.json"))[0])
+    for args in (("ingest", sample), ("instance", "--postgres-url", team_home.url)):
+        failed = team_home.cli(*args, **without)
+        assert failed.returncode == 2, failed.stdout + failed.stderr
+        assert 'pip install -e ".[team]"' in failed.stderr and "Traceback" not in failed.stderr, failed.stderr
