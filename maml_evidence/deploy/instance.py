@@ -85,11 +85,19 @@ def check_connection(url: str, timeout_seconds: int = 5) -> None:
         engine.dispose()
 
 
-def postgres_yaml(url: str) -> str:
-    """The instance's dagster.yaml: Postgres storage for runs, event log and schedules; run monitoring on."""
+# what the Postgres instance's dagster.yaml sets itself; every other section of a replaced file is kept
+STORAGE_KEYS = ("storage", "run_storage", "event_log_storage", "schedule_storage")
+OWN_KEYS = (*STORAGE_KEYS, "telemetry")
+RUN_MONITORING = {"enabled": True, "start_timeout_seconds": 180}
+
+
+def postgres_yaml(url: str, kept: dict[str, object] | None = None) -> str:
+    """The instance's dagster.yaml: Postgres storage for runs, event log and schedules, telemetry off, run
+    monitoring on (unless ``kept`` has its own), then ``kept``: a replaced file's other sections as they were
+    (run coordinator, run launcher, retries...)."""
     import json
 
-    return (
+    text = (
         "# Dagster instance of this evidence home on Postgres (written by `maml-evidence instance`): runs, the event\n"
         "# log (dynamic partitions, asset-check results) and schedule and sensor state live in the database.\n"
         "telemetry:\n"
@@ -97,19 +105,27 @@ def postgres_yaml(url: str) -> str:
         "storage:\n"
         "  postgres:\n"
         f"    postgres_url: {json.dumps(url)}\n"
-        "# Runs the daemon launched (sensor, schedule, UI) whose worker is gone are failed by Dagster's run\n"
-        "# monitoring; runs of maml-evidence commands by their heartbeat (README: Team deployment).\n"
-        "run_monitoring:\n"
-        "  enabled: true\n"
-        "  start_timeout_seconds: 180\n"
     )
+    kept = {key: value for key, value in (kept or {}).items() if key not in OWN_KEYS}
+    if kept.get("run_monitoring") == RUN_MONITORING:
+        del kept["run_monitoring"]  # this file's own, written below with its comment
+    if "run_monitoring" not in kept:
+        text += (
+            "# Runs the daemon launched (sensor, schedule, UI) whose worker is gone are failed by Dagster's run\n"
+            "# monitoring; runs of maml-evidence commands by their heartbeat (README: Team deployment).\n"
+            "run_monitoring:\n"
+            f"  enabled: {str(RUN_MONITORING['enabled']).lower()}\n"
+            f"  start_timeout_seconds: {RUN_MONITORING['start_timeout_seconds']}\n"
+        )
+    if kept:
+        import yaml
+
+        text += "# kept from the dagster.yaml this one replaced\n" + yaml.safe_dump(kept, sort_keys=False)
+    return text
 
 
-def describe(folder: Path) -> str:
-    """Which storage the instance in ``folder`` uses, in one line (a password masked)."""
-    config_file = folder / "dagster.yaml"
-    if not config_file.is_file():
-        return f"local SQLite in {folder} (no dagster.yaml yet: the next command writes the default one)"
+def _settings(config_file: Path) -> dict[str, object]:
+    """The existing dagster.yaml's sections (InstanceError if it is not a YAML mapping)."""
     import yaml
 
     try:
@@ -118,6 +134,15 @@ def describe(folder: Path) -> str:
         raise InstanceError(f"{config_file}: cannot read it as YAML ({exc}); expected a Dagster dagster.yaml") from None
     if not isinstance(config, dict):
         raise InstanceError(f"{config_file}: expected a mapping of Dagster instance settings, got {config!r}")
+    return config
+
+
+def describe(folder: Path) -> str:
+    """Which storage the instance in ``folder`` uses, in one line (a password masked)."""
+    config_file = folder / "dagster.yaml"
+    if not config_file.is_file():
+        return f"local SQLite in {folder} (no dagster.yaml yet: the next command writes the default one)"
+    config = _settings(config_file)
     storage = config.get("storage")
     if isinstance(storage, dict) and isinstance(storage.get("postgres"), dict):
         settings = storage["postgres"]
@@ -138,13 +163,17 @@ def describe(folder: Path) -> str:
 def write_postgres_instance(folder: Path, url: str, *, force: bool = False) -> tuple[Path, bool]:
     """Write ``folder``/dagster.yaml for this (normalized, reachable) URL; (its path, whether it changed).
 
-    A different existing file is replaced only with ``force``: it may hold a run launcher or a team's settings.
+    A different existing file is replaced only with ``force``, and its sections other than storage and telemetry
+    (a run coordinator or launcher, run monitoring, retries) are kept.
     """
-    text = postgres_yaml(url)
     config_file = folder / "dagster.yaml"
+    text = postgres_yaml(url)
     if config_file.is_file():
-        current = config_file.read_text(encoding="utf-8", errors="replace")
-        if current == text:
+        import yaml
+
+        existing = _settings(config_file)
+        text = postgres_yaml(url, existing)
+        if existing == yaml.safe_load(text):
             return config_file, False
         if not force:
             raise InstanceError(

@@ -138,3 +138,32 @@ def test_without_the_team_extra_a_postgres_instance_is_a_one_line_error(team_hom
         failed = team_home.cli(*args, **without)
         assert failed.returncode == 2, failed.stdout + failed.stderr
         assert 'pip install -e ".[team]"' in failed.stderr and "Traceback" not in failed.stderr, failed.stderr
+
+
+def test_forcing_over_a_file_with_a_run_coordinator_keeps_it(team_home: TeamHome) -> None:
+    team_home.dagster_home.mkdir()
+    (team_home.dagster_home / "dagster.yaml").write_text(
+        "telemetry:\n  enabled: true\n"
+        "run_coordinator:\n  module: dagster._core.run_coordinator\n  class: QueuedRunCoordinator\n"
+        "  config:\n    max_concurrent_runs: 3\n",
+        encoding="utf-8",
+    )
+    refused = team_home.cli("instance", "--postgres-url", team_home.url)
+    assert refused.returncode == 2 and "--force" in refused.stderr, refused.stderr
+    forced = team_home.cli("instance", "--postgres-url", team_home.url, "--force")
+    assert forced.returncode == 0, forced.stderr
+    config = yaml.safe_load((team_home.dagster_home / "dagster.yaml").read_text(encoding="utf-8"))
+    assert config["run_coordinator"]["config"] == {"max_concurrent_runs": 3}
+    assert config["telemetry"] == {"enabled": False} and config["run_monitoring"]["enabled"] is True
+    assert config["storage"]["postgres"]["postgres_url"] == team_home.url
+    again = team_home.cli("instance", "--postgres-url", team_home.url)
+    assert again.returncode == 0 and "unchanged" in again.stdout, again.stdout + again.stderr
+
+    import dagster as dg
+
+    instance = dg.DagsterInstance.from_config(str(team_home.dagster_home))
+    try:
+        assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
+        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+    finally:
+        instance.dispose()
