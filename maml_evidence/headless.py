@@ -54,12 +54,13 @@ def dagster_home(store: EvidenceStore) -> Path:
 
 def open_instance(store: EvidenceStore) -> dg.DagsterInstance:
     """The evidence home's Dagster instance (the one ``dagster dev`` on this home uses), opened explicitly."""
+    from maml_evidence.deploy.instance import quiet_connection_retries, unavailable
+
     folder = dagster_home(store)
     try:
-        return dg.DagsterInstance.from_config(str(folder))
+        with quiet_connection_retries():
+            return dg.DagsterInstance.from_config(str(folder))
     except Exception as exc:
-        from maml_evidence.deploy.instance import unavailable
-
         error = unavailable(folder, exc)  # the Postgres storage's extra missing or its server down: one line
         if error is None:
             raise

@@ -6,6 +6,9 @@ imported where they are used.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import SplitResult, urlsplit
 
@@ -221,3 +224,22 @@ def _passwords(folder: Path) -> list[str]:
             if secret:
                 found.append(secret)
     return found
+
+
+class _RetryNoise(logging.Filter):
+    """dagster-postgres logs each connection retry on the root logger; the command reports the outcome once."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Retrying failed database connection")
+
+
+@contextmanager
+def quiet_connection_retries() -> Iterator[None]:
+    """While opening an instance: no line per retry on the terminal (the failure, if any, is one error)."""
+    noise = _RetryNoise()
+    root = logging.getLogger()
+    root.addFilter(noise)
+    try:
+        yield
+    finally:
+        root.removeFilter(noise)

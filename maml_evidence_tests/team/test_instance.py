@@ -115,11 +115,12 @@ def test_commands_on_an_unreachable_postgres_instance_fail_in_one_line(team_home
         f"storage:\n  postgres:\n    postgres_url: '{url}'\n", encoding="utf-8"
     )
     sample = str(sorted(SAMPLE_INBOX.glob("*.json"))[0])
-    for args in (("ingest", sample), ("reevaluate",)):
-        failed = team_home.cli(*args)
-        assert failed.returncode == 2, failed.stdout + failed.stderr
-        assert "Traceback" not in failed.stderr and "s3cret" not in failed.stderr, failed.stderr
-        assert f"dagster:***@127.0.0.1:{port}/dagster" in failed.stderr and "cannot be opened" in failed.stderr
+    # (one command: Dagster's Postgres storage retries the connection for ~10 s before it gives up)
+    failed = team_home.cli("ingest", sample)
+    assert failed.returncode == 2, failed.stdout + failed.stderr
+    assert "Traceback" not in failed.stderr and "s3cret" not in failed.stderr, failed.stderr
+    assert f"dagster:***@127.0.0.1:{port}/dagster" in failed.stderr and "cannot be opened" in failed.stderr
+    assert len(failed.stderr.strip().splitlines()) == 1, failed.stderr
     # the hand-written file is used as it is, never replaced by the local default
     assert url in (team_home.dagster_home / "dagster.yaml").read_text(encoding="utf-8")
 
