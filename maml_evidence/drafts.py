@@ -141,10 +141,10 @@ def draft_path(target: Path, digest: str) -> Path:
     return target.parent / f".{target.name}.{digest}.draft"
 
 
-def pending() -> int:
-    """Drafts asked for and not yet taken (tests read it)."""
+def pending(target: Path | None = None) -> int:
+    """Drafts asked for and not yet taken (of ``target`` only, when given); tests read it."""
     with _lock:
-        return len(_jobs)
+        return sum(1 for where, _ in _jobs if target is None or where == str(target))
 
 
 class _Worker:

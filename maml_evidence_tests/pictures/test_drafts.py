@@ -48,11 +48,41 @@ def files(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
 
 
+def wait_until_sent(report: dict, target: Path) -> drafts._Job:
+    """The chart's job once a worker has started it (a job still queued would be taken back, drawn in-line)."""
+    job = drafts._jobs[(str(target), report_digest(report))]  # noqa: SLF001
+    deadline = time.monotonic() + 60
+    while not job.sent and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert job.sent
+    return job
+
+
+def test_a_chart_no_worker_has_started_is_drawn_by_the_caller(
+    tmp_path: Path, in_line: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The committing step never waits behind a queue: what no worker has picked up, it draws itself."""
+    drafts._close_workers()  # noqa: SLF001
+
+    def no_worker() -> None:
+        raise OSError("no process today")
+
+    monkeypatch.setattr(drafts, "_Worker", no_worker)
+    report, target = sample_report(ENABLE), tmp_path / EFFECTS_FILE
+    assert draw_ahead([(report, target)]) == 1  # queued; nobody to draw it
+
+    assert write_effects(report, tmp_path) == target
+    assert in_line == [str(report.get("spike_run_id"))]
+    assert target.read_bytes() == render_effects(report)
+    assert drafts.pending(target) == 0 and files(tmp_path) == [EFFECTS_FILE]
+
+
 def test_a_chart_drawn_ahead_is_the_one_drawn_in_line(tmp_path: Path, in_line: list[str]) -> None:
     report = sample_report(ENABLE)
     target = tmp_path / EFFECTS_FILE
     assert draw_ahead([(report, target)]) == 1
     assert draw_ahead([(report, target)]) == 0  # asked twice, drawn once
+    wait_until_sent(report, target)  # else the committing step would take it back and draw it itself
 
     # the committed report differs only in when and why it was recorded: the draft stands for it
     committed = {**report, "provenance": {**report["provenance"], "evaluated_at": "later", "trigger": "ingest"}}
@@ -62,7 +92,7 @@ def test_a_chart_drawn_ahead_is_the_one_drawn_in_line(tmp_path: Path, in_line: l
     assert in_line == []
     assert target.read_bytes() == render_effects(committed)
     assert files(tmp_path) == [EFFECTS_FILE]  # the draft was moved into place, nothing left beside it
-    assert drafts.pending() == 0
+    assert drafts.pending(target) == 0
 
 
 def test_a_draft_of_another_decision_is_never_used(tmp_path: Path, in_line: list[str]) -> None:
@@ -72,10 +102,7 @@ def test_a_draft_of_another_decision_is_never_used(tmp_path: Path, in_line: list
     assert report_digest(changed) != report_digest(first)
     target = tmp_path / EFFECTS_FILE
     draw_ahead([(first, target)])
-    job = drafts._jobs[(str(target), report_digest(first))]  # noqa: SLF001 - the worker's answer
-    deadline = time.monotonic() + 30
-    while not job.sent and time.monotonic() < deadline:  # a worker has started it (else it is simply dropped)
-        time.sleep(0.01)
+    job = wait_until_sent(first, target)  # a worker has started it (else it is simply dropped)
 
     write_effects(changed, tmp_path)
 
@@ -143,11 +170,13 @@ def pipeline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pipeli
         yield opened
 
 
-def test_ingest_draws_every_chart_ahead(pipeline: Pipeline, in_line: list[str]) -> None:
-    names = sorted(SAMPLE_DECISIONS)[:4]
+def test_ingest_draws_the_charts_ahead(pipeline: Pipeline, in_line: list[str]) -> None:
+    names = sorted(SAMPLE_DECISIONS)
     run_ids = pipeline.ingest({name: sample(name) for name in names})
 
-    assert in_line == []  # every chart came from the worker, none was drawn in the committing step
+    # The worker takes the first chart the moment it starts, so at least that one is its own; the committing step
+    # draws only those no worker had started by then (on this machine usually none).
+    assert len(in_line) < len(run_ids)
     for run_id in run_ids:
         folder = pipeline.home / "reports" / run_id
         report = json.loads((folder / "report.json").read_text(encoding="utf-8"))
