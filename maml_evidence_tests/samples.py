@@ -1,5 +1,6 @@
 """What every suite shares: the shipped samples and what they must reach, paths, and a Dagster home for tests."""
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -37,3 +38,16 @@ SPIKE_ASSET_NAMES = [
     "decision_report",
     "interpretation",
 ]
+
+
+def run_cli(evidence: Path, *args: str, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """``maml-evidence ARGS --home EVIDENCE`` in a fresh interpreter, from the folder holding the home."""
+    return subprocess.run(
+        [str(BIN / "maml-evidence"), *args, "--home", str(evidence)],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        cwd=evidence.parent,
+        env=env,
+        timeout=timeout,
+    )

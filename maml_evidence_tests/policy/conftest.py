@@ -24,7 +24,7 @@ from maml_evidence import evaluate_feasibility
 from maml_evidence.defs.resources import EvidenceStoreResource
 from maml_evidence.store import EvidenceStore
 from maml_evidence_tests.generator import DECISIONS, generate_payload
-from maml_evidence_tests.samples import BIN, SAMPLE_INBOX, prepare_dagster_home
+from maml_evidence_tests.samples import SAMPLE_INBOX, prepare_dagster_home, run_cli
 
 # A policy that flips decisions in several directions over the template's spike runs (the oracle in each
 # test says exactly which): fewer than 4 projects -> collect_more_evidence, a looser accuracy guard, a
@@ -144,15 +144,7 @@ class Home:
 
     def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """``maml-evidence ARGS --home <this home>`` in a fresh interpreter."""
-        return subprocess.run(
-            [str(BIN / "maml-evidence"), *args, "--home", str(self.evidence)],
-            capture_output=True,
-            text=True,
-            encoding="utf-8",
-            cwd=self.evidence.parent,
-            env=self.env(),
-            timeout=timeout,
-        )
+        return run_cli(self.evidence, *args, env=self.env(), timeout=timeout)
 
 
 def build_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Home]:

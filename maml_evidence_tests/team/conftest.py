@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from maml_evidence_tests.samples import BIN
+from maml_evidence_tests.samples import BIN, run_cli
 from maml_evidence_tests.team.postgres import Cluster, running_cluster, unavailable
 
 
@@ -42,15 +42,7 @@ class TeamHome:
         return env
 
     def cli(self, *args: str, timeout: float = 180, **env: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(BIN / "maml-evidence"), *args, "--home", str(self.evidence)],
-            capture_output=True,
-            text=True,
-            encoding="utf-8",
-            cwd=self.evidence.parent,
-            env={**self.env(), **env},
-            timeout=timeout,
-        )
+        return run_cli(self.evidence, *args, env={**self.env(), **env}, timeout=timeout)
 
     def popen(self, *args: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
