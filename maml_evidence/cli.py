@@ -247,7 +247,7 @@ def run_ingest(args: argparse.Namespace) -> int:
         print(
             f"{'skipped (already reported)':<28} {len(earlier)} inbox entr{'y' if len(earlier) == 1 else 'ies'} "
             f"unchanged since an earlier ingest reported {'it' if len(earlier) == 1 else 'them'} (listed in "
-            f"{printable(str(store.home.locks / REPORTED_FILE))})"
+            f"{printable(str(store.home.local_locks / REPORTED_FILE))})"
         )
     for run in runs_failed:
         sys.stderr.write(f"error: run {run.run_id} over {run.first}..{run.last} failed: {run.error}\n")

@@ -28,6 +28,7 @@ import logging
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Iterable, Mapping
 from concurrent.futures import Future
@@ -99,7 +100,15 @@ def take(report: Mapping[str, Any], target: Path) -> bool:
             return False
     try:
         job.future.result(timeout=TIMEOUT_S)
-        os.replace(job.draft, target)
+        if isinstance(target, Path):
+            os.replace(job.draft, target)
+        else:
+            from maml_evidence.store import remote
+
+            try:
+                remote.upload(job.draft, target)
+            finally:
+                job.draft.unlink(missing_ok=True)
         return True
     except Exception:  # noqa: BLE001 - a failed, lost or late draft is drawn in-line, which logs its own error
         LOG.info("draft of %s not used; drawing it in-line", target, exc_info=True)
@@ -118,6 +127,8 @@ def _forget(job: _Job) -> None:
 
 def clear_leftovers(target: Path) -> None:
     """Remove ``target``'s drafts that nobody here waits for, and what killed writers of them left."""
+    if not isinstance(target, Path):
+        return  # drafts of objects are local temporary files: nothing of them is ever left in the bucket
     with _lock:
         waited = [digest for where, digest in _jobs if where == str(target)]
     try:
@@ -138,7 +149,12 @@ def report_digest(report: Mapping[str, Any]) -> str:
 
 
 def draft_path(target: Path, digest: str) -> Path:
-    return target.parent / f".{target.name}.{digest}.draft"
+    """Beside the target (one rename puts it in place); for an object in a bucket, in a local temporary folder
+    (``take`` sends it with one PUT)."""
+    if isinstance(target, Path):
+        return target.parent / f".{target.name}.{digest}.draft"
+    where = hashlib.sha256(str(target).encode("utf-8")).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / "maml-evidence-drafts" / f".{where}.{target.name}.{digest}.draft"
 
 
 def pending(target: Path | None = None) -> int:

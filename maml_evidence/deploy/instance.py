@@ -7,10 +7,11 @@ imported where they are used.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import SplitResult, quote, urlsplit
 
 DRIVER_SCHEME, PLAIN_SCHEME = "postgresql+psycopg2", "postgresql"
 EXPECTED = f"{DRIVER_SCHEME}://USER[:PASSWORD]@HOST[:PORT]/DATABASE"
@@ -161,6 +162,34 @@ def describe(folder: Path) -> str:
         kind = ", ".join(sorted(storage)) if isinstance(storage, dict) else "per-storage settings"
         return f"storage {kind} as configured in {config_file}"
     return f"local SQLite in {folder} ({config_file})"
+
+
+def postgres_url(folder: Path) -> str | None:
+    """The Postgres URL of the instance in ``folder`` (its ``storage: postgres`` settings); None if not on Postgres."""
+    config_file = folder / "dagster.yaml"
+    if not config_file.is_file():
+        return None
+    storage = _settings(config_file).get("storage")
+    settings = storage.get("postgres") if isinstance(storage, dict) else None
+    if not isinstance(settings, dict):
+        return None
+    url, db = settings.get("postgres_url"), settings.get("postgres_db")
+    if isinstance(url, dict) and isinstance(url.get("env"), str):
+        url = os.environ.get(url["env"])
+    if isinstance(url, str) and url:
+        return url
+    if isinstance(db, dict):
+
+        def value(field: str, default: object = "") -> str:
+            found = db.get(field, default)
+            if isinstance(found, dict) and isinstance(found.get("env"), str):
+                found = os.environ.get(found["env"], "")
+            return str(found)
+
+        password = value("password")
+        auth = quote(value("username"), safe="") + (f":{quote(password, safe='')}" if password else "")
+        return f"postgresql://{auth}@{value('hostname')}:{value('port', 5432)}/{value('db_name')}"
+    return None
 
 
 def write_postgres_instance(folder: Path, url: str, *, force: bool = False) -> tuple[Path, bool]:

@@ -23,6 +23,7 @@ import duckdb
 
 from maml_evidence.store.files import atomic_write_text, file_lock
 from maml_evidence.store.home import EvidenceHome, StoreError
+from maml_evidence.store.remote import duckdb_connection
 from maml_evidence.store.schema import COMMITS, TABLES
 from maml_evidence.store.tables import Damage, ParquetTables, _sql_str, view_sql
 
@@ -103,7 +104,7 @@ def ensure_store(home: EvidenceHome) -> None:
         )
     home.ensure()
     ParquetTables(home).ensure()
-    marker_path = home.root / MARKER
+    marker_path = home.catalog.parent / MARKER
     wanted = _marker(home)
     if _current(home, marker_path, wanted):
         return
@@ -125,9 +126,9 @@ def write_catalog(home: EvidenceHome) -> None:
     A reader holding the old file keeps reading it; a new reader opens the old or the new file, never half of one.
     Nothing holds DuckDB's write lock on ``evidence.duckdb`` itself, so open read-only sessions never block this.
     """
-    tmp = home.root / f".{home.catalog.name}.{uuid.uuid4().hex[:12]}.partial"
+    tmp = home.catalog.parent / f".{home.catalog.name}.{uuid.uuid4().hex[:12]}.partial"
     try:
-        connection = duckdb.connect()
+        connection = duckdb_connection(home.root)
         try:
             connection.execute(f"ATTACH {_sql_str(str(tmp))} AS fresh (STORAGE_VERSION '{STORAGE_VERSION}')")
             for name, select in view_definitions(home).items():
@@ -160,7 +161,7 @@ def memory_connection(home: EvidenceHome, damaged: list[Damage] | None = None) -
     Damaged files are left out (so every other spike run stays queryable) and appended to ``damaged``.
     """
     tables = ParquetTables(home)
-    connection = duckdb.connect()
+    connection = duckdb_connection(home.root)
     for attempt in range(VANISHED_ATTEMPTS):
         sources: dict[str, Path | list[Path]] = {}
         broken_files: list[Damage] = []

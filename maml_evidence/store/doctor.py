@@ -7,7 +7,6 @@ table file is therefore moved to ``damaged/`` (never deleted) and its spike runs
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,9 +18,10 @@ from maml_evidence.gate import flip_cause
 from maml_evidence.store.catalog import catalog_problem, query
 from maml_evidence.store.commit import ReportTask, commit, decisions_lock, pending_journals, write_reports
 from maml_evidence.store.evidence import EvidenceStore
+from maml_evidence.store.files import move
 from maml_evidence.store.home import StoreError
 from maml_evidence.store.schema import TABLES
-from maml_evidence.store.tables import KEYS_SUFFIX, Damage, new_batch_id
+from maml_evidence.store.tables import KEYS_SUFFIX, Damage, new_batch_id, readable
 
 ORPHAN_AGE_SECONDS = 600
 
@@ -60,7 +60,8 @@ class Diagnosis:
 
 def _full_read_problem(path: Path) -> str | None:
     try:
-        pq.read_table(path)
+        with readable(path) as source:
+            pq.read_table(source)
     except FileNotFoundError:
         return None
     except Exception as exc:  # noqa: BLE001 - any decoding failure is damage to report
@@ -269,10 +270,9 @@ def set_aside(store: EvidenceStore, diagnosis: Diagnosis) -> list[str]:
     """Move damaged table files to damaged/<table>/ and drop stale temporary files; returns runs to rebuild."""
     for damage in diagnosis.damage:
         target = store.home.root / "damaged" / damage.table
-        target.mkdir(parents=True, exist_ok=True)
         for path in (damage.path, damage.path.with_name(damage.path.name + KEYS_SUFFIX)):
             if path.exists():
-                shutil.move(str(path), target / path.name)
+                move(path, target)
     for orphan in diagnosis.orphans:
         orphan.unlink(missing_ok=True)
     affected = {

@@ -1,4 +1,5 @@
-"""The evidence home: one folder holding everything that must survive restarts."""
+"""The evidence home: one folder (or one ``s3://`` prefix, see ``remote.py``) holding everything that must survive
+restarts."""
 
 from __future__ import annotations
 
@@ -6,7 +7,11 @@ import os
 import re
 from pathlib import Path
 
+from maml_evidence.store import remote
+from maml_evidence.store.remote import is_remote
+
 HOME_ENV = "MAML_EVIDENCE_HOME"
+INBOX_ENV = "MAML_EVIDENCE_INBOX"
 DEFAULT_HOME = "data"
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
@@ -16,8 +21,16 @@ class StoreError(Exception):
 
 
 def resolve_home(home: str | os.PathLike[str] | None = None) -> Path:
-    """The evidence home: the argument, else $MAML_EVIDENCE_HOME, else ./data; always absolute."""
+    """The evidence home: the argument, else $MAML_EVIDENCE_HOME, else ./data; always absolute.
+
+    An ``s3://bucket/prefix`` home is a path object over the bucket (``remote.root``), not a local ``Path``.
+    """
     chosen = home if home is not None else os.environ.get(HOME_ENV) or DEFAULT_HOME
+    if is_remote(chosen):
+        try:
+            return remote.root(str(chosen))
+        except remote.RemoteError as exc:
+            raise StoreError(str(exc)) from None
     return Path(chosen).expanduser().resolve()
 
 
@@ -36,13 +49,18 @@ class EvidenceHome:
 
     def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
         self.root = resolve_home(root)
+        self.remote = not isinstance(self.root, Path)
+        # what a bucket cannot hold (the inbox, the DuckDB catalog, the default Dagster home) stays on this machine
+        self.local = remote.local_folder(str(self.root)) if self.remote else self.root
 
     def __repr__(self) -> str:
         return f"EvidenceHome({str(self.root)!r})"
 
     @property
     def inbox(self) -> Path:
-        return self.root / "inbox"
+        """Where dropped payloads wait: ``$MAML_EVIDENCE_INBOX``, else ``inbox`` in the home (or its local folder)."""
+        chosen = os.environ.get(INBOX_ENV)
+        return Path(chosen).expanduser().resolve() if chosen else self.local / "inbox"
 
     @property
     def quarantine(self) -> Path:
@@ -62,11 +80,11 @@ class EvidenceHome:
 
     @property
     def catalog(self) -> Path:
-        return self.root / "evidence.duckdb"
+        return self.local / "evidence.duckdb"
 
     @property
     def dagster_home(self) -> Path:
-        return self.root / "dagster_home"
+        return self.local / "dagster_home"
 
     @property
     def policy_file(self) -> Path:
@@ -79,6 +97,11 @@ class EvidenceHome:
     @property
     def locks(self) -> Path:
         return self.root / ".locks"
+
+    @property
+    def local_locks(self) -> Path:
+        """This machine's own bookkeeping of its inbox (which entries were reported); the home's for a local home."""
+        return self.local / ".locks"
 
     @property
     def journal(self) -> Path:
@@ -94,6 +117,14 @@ class EvidenceHome:
         return self.reports / check_spike_run_id(spike_run_id)
 
     def ensure(self) -> EvidenceHome:
+        if self.remote:  # a bucket has no folders: only the bucket itself and the local ones are made
+            try:
+                remote.ensure_bucket(str(self.root))
+            except remote.RemoteError as exc:
+                raise StoreError(str(exc)) from None
+            self.local.mkdir(parents=True, exist_ok=True)
+            self.inbox.mkdir(parents=True, exist_ok=True)
+            return self
         for folder in (
             self.inbox,
             self.quarantine,

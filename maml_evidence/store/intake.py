@@ -202,7 +202,7 @@ class _Reported:
     """Inbox entries reported once and left in place, by name -> (inode, mtime, size); forgotten once changed."""
 
     def __init__(self, home: EvidenceHome) -> None:
-        self.path = home.locks / REPORTED_FILE
+        self.path = home.local_locks / REPORTED_FILE
         self.inbox = home.inbox
         self.dirty = False
         try:
@@ -260,7 +260,7 @@ class _Intake:
         self.seen: dict[str, str] = {}
         self.reported = _Reported(home)
         self.inbox = os.path.realpath(home.inbox)
-        self.quarantine_dir = os.path.realpath(home.quarantine)
+        self.quarantine_dir = str(home.quarantine) if home.remote else os.path.realpath(home.quarantine)
         self._parents: dict[str, str] = {}
 
     def _where(self, path: Path) -> str:
@@ -372,7 +372,7 @@ class _Intake:
 
     def _target(self, path: Path) -> Path:
         target = quarantine_target(self.home, path)
-        while os.path.lexists(target) or os.path.lexists(reason_path(target)):
+        while _exists(target) or _exists(reason_path(target)):
             target = quarantine_target(self.home, path)
         return target
 
@@ -402,7 +402,7 @@ class _Intake:
         try:
             _move(path, target, data)
         except OSError as exc:
-            os.unlink(note)
+            note.unlink()
             left = f"{reason} (could not be moved to quarantine: {exc.strerror or exc}; left in place, reported once)"
             self.reported.remember(path.name, key, left)
             return IntakeResult(path, SKIPPED, spike_run_id, message=left, shown=shown)
@@ -423,9 +423,17 @@ def write_reason(note: Path, source: str, reason: str, spike_run_id: str | None,
     atomic_write_text(note, "\n".join(lines) + f"\n\n{reason}\n")
 
 
+def _exists(path: Path) -> bool:
+    """A name is taken (a dangling link counts: ``lexists``); in a bucket, an object of that name exists."""
+    return os.path.lexists(path) if isinstance(path, Path) else path.exists()
+
+
 def _move(path: Path, target: Path, data: bytes | None) -> None:
-    """``rename``: never opens, never follows a link. Across file systems only a file already read is copied."""
+    """``rename``: never opens, never follows a link. Across file systems (a bucket is one) only a file already
+    read is copied: a link, a folder or an oversized file stays in the inbox."""
     try:
+        if not isinstance(target, Path):
+            raise OSError(errno.EXDEV, "the quarantine is in object storage: only a file already read is copied")
         os.rename(path, target)
     except OSError as exc:
         if exc.errno != errno.EXDEV or data is None:
@@ -434,7 +442,7 @@ def _move(path: Path, target: Path, data: bytes | None) -> None:
         try:
             os.unlink(path)
         except OSError:
-            os.unlink(target)
+            target.unlink()
             raise
 
 

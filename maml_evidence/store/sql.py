@@ -18,6 +18,7 @@ import duckdb
 
 from maml_evidence.store.catalog import ensure_store, memory_connection, query
 from maml_evidence.store.home import EvidenceHome, StoreError
+from maml_evidence.store.remote import duckdb_connection
 from maml_evidence.store.schema import TABLES
 from maml_evidence.store.tables import ParquetTables
 
@@ -106,7 +107,7 @@ def _literal(text: str) -> str:
 
 def readable_directory(home: EvidenceHome) -> str:
     """The one folder a query may read: the home's tables (every view reads only there, by absolute path)."""
-    return str(home.tables) + os.sep
+    return str(home.tables) + ("/" if home.remote else os.sep)
 
 
 def sandbox(connection: duckdb.DuckDBPyConnection, home: EvidenceHome) -> duckdb.DuckDBPyConnection:
@@ -141,7 +142,7 @@ def catalog_reader(home: EvidenceHome) -> duckdb.DuckDBPyConnection:
     that instance would also lock and sandbox an analyst's own connection to evidence.duckdb in the same notebook.
     """
     ensure_store(home)
-    connection = duckdb.connect(config=SANDBOX_CONFIG)
+    connection = duckdb_connection(home.root, SANDBOX_CONFIG)
     try:
         connection.execute(f"ATTACH {_literal(str(home.catalog))} AS {CATALOG_ALIAS} (READ_ONLY)")
         connection.execute(f"USE {CATALOG_ALIAS}")

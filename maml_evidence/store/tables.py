@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from maml_evidence.store.files import atomic_write, atomic_write_text, file_lock
 from maml_evidence.store.home import EvidenceHome, StoreError
+from maml_evidence.store.remote import duckdb_connection
 from maml_evidence.store.schema import BATCH_COLUMN, COMMITS, PRESENT_COLUMN, TABLES, TableDef
 
 COMPACT_AFTER_FILES = 16
@@ -54,7 +55,7 @@ def _sql_str(value: str) -> str:
 
 def parquet_source(files: Path | Sequence[Path]) -> str:
     """``read_parquet`` over a folder's glob (re-read by every query) or an explicit file list."""
-    if isinstance(files, Path):
+    if not isinstance(files, Sequence):  # a folder (a local Path or a bucket prefix)
         listed = _sql_str(str(files / "*.parquet"))
     else:
         listed = "[" + ", ".join(_sql_str(str(f)) for f in files) + "]"
@@ -63,7 +64,7 @@ def parquet_source(files: Path | Sequence[Path]) -> str:
 
 def _compacted_prefix(files: Path | Sequence[Path]) -> str:
     """Every compacted file's path sorts at or after this (``_schema`` < ``b-`` < ``c-`` in one folder)."""
-    directory = files if isinstance(files, Path) else files[0].parent
+    directory = files[0].parent if isinstance(files, Sequence) else files
     return _sql_str(str(directory / COMPACTED_PREFIX))
 
 
@@ -159,17 +160,23 @@ def _footer_problem(path: Path) -> str | None:
         stat = path.stat()
     except FileNotFoundError:
         return "vanished"
-    key = (str(path), stat.st_mtime_ns, stat.st_size)
+    key = (str(path), int(stat.st_mtime * 1e9) if isinstance(stat.st_mtime, float) else stat.st_mtime_ns, stat.st_size)
     if key in _FOOTERS_OK:
         return None
     try:
-        pq.read_metadata(path)
+        with readable(path) as source:
+            pq.read_metadata(source)
     except FileNotFoundError:
         return "vanished"
     except (OSError, pa.ArrowException) as exc:
         return str(exc).splitlines()[0][:200]
     _FOOTERS_OK[key] = True
     return None
+
+
+def readable(path: Path) -> contextlib.AbstractContextManager[object]:
+    """What pyarrow reads: a local file by name, an object through its filesystem (one ranged GET per read)."""
+    return contextlib.nullcontext(path) if isinstance(path, Path) else path.open("rb")
 
 
 class ParquetTables:
@@ -205,7 +212,8 @@ class ParquetTables:
         for name, table in TABLES.items():
             directory = self.directory(name)
             try:
-                current = pq.read_schema(directory / SCHEMA_FILE)
+                with readable(directory / SCHEMA_FILE) as source:
+                    current = pq.read_schema(source)
             except (OSError, pa.ArrowException):
                 current = None
             if current is None or not current.remove_metadata().equals(table.schema):
@@ -216,13 +224,11 @@ class ParquetTables:
 
     def _commit_legacy_batches(self) -> None:
         """A store written before the commit log: its decisions were committed, so record their batches."""
-        import duckdb
-
         with file_lock(self.home.locks / "legacy-commits.lock"):
             if self.data_files(COMMITS):
                 return
             found: set[str] = set()
-            connection = duckdb.connect()
+            connection = duckdb_connection(self.home.root)
             try:
                 for name in ("gate_decisions", "decision_history", "decision_changes"):
                     files = self.data_files(name)
@@ -356,8 +362,6 @@ class ParquetTables:
         The compacted file is written first; the files it merged stay (listed in its ``.supersedes`` sidecar,
         their rows hidden by the views) until a later pass finds them older than the grace period.
         """
-        import duckdb
-
         definition = TABLES[table]
         with file_lock(self.home.locks / f"compact-{table}.lock", blocking=False) as locked:
             if not locked:
@@ -380,7 +384,7 @@ class ParquetTables:
                 select = f"SELECT * FROM ({_visible(definition, files, directory.parent / COMMITS)}) UNION ALL {recent}"
             else:
                 select = f"SELECT * FROM ({_visible(definition, files, None)})"
-            connection = duckdb.connect()
+            connection = duckdb_connection(self.home.root)
             try:
                 merged = connection.sql(f"{select} ORDER BY {key}").to_arrow_table()
             finally:
