@@ -14,6 +14,8 @@ import pytest
 
 from maml_evidence_tests.samples import BIN, run_cli
 from maml_evidence_tests.team.postgres import Cluster, running_cluster, unavailable
+from maml_evidence_tests.team.seaweed import Server, running_server
+from maml_evidence_tests.team.seaweed import unavailable as seaweed_unavailable
 
 
 @pytest.fixture(scope="session")
@@ -71,3 +73,14 @@ def wait_until(condition, limit: float = 60, what: str = "the condition") -> Non
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.05)
+
+
+@pytest.fixture(scope="session")
+def seaweed() -> Iterator[Server]:
+    """The session's S3 server (SeaweedFS); tests that need it skip, with the reason, where none can be started."""
+    reason = seaweed_unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    pytest.importorskip("s3fs", reason='the team extra is not installed: pip install -e ".[team]"')
+    with running_server() as started:
+        yield started
