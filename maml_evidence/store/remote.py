@@ -20,7 +20,6 @@ Credentials and endpoint come from the standard AWS variables (``AWS_ENDPOINT_UR
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import os
 import re
@@ -77,23 +76,15 @@ def storage_options(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     return options
 
 
-def _options_key() -> tuple[tuple[str, str], ...]:
-    names = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION")
-    return tuple((name, os.environ.get(name, "")) for name in names)
-
-
-@functools.cache
-def _filesystem(key: tuple[tuple[str, str], ...]) -> Any:  # noqa: ANN401 - s3fs has no type hints
+def filesystem() -> Any:  # noqa: ANN401 - s3fs has no type hints
+    """This process's ``s3fs`` filesystem for the current AWS settings (fsspec keeps one instance per settings and
+    process: a forked child gets its own, never the parent's event loop)."""
     try:
-        import s3fs
+        import fsspec
+        import s3fs  # noqa: F401 - registers nothing, but says what is missing
     except ImportError:
         raise RemoteError(f"an s3:// evidence home needs the team extra: {TEAM_EXTRA}") from None
-    return s3fs.S3FileSystem(**storage_options(dict(key)))
-
-
-def filesystem() -> Any:  # noqa: ANN401
-    """This process's ``s3fs`` filesystem for the current AWS settings."""
-    return _filesystem(_options_key())
+    return fsspec.filesystem("s3", **storage_options())
 
 
 def root(url: str) -> Path:

@@ -1,4 +1,4 @@
-"""Kill a piece of work at an exact write boundary: SIGKILL right after its n-th atomic rename.
+"""Kill a piece of work at an exact write boundary: SIGKILL right after its n-th atomic rename (or PUT).
 
 Every file the store writes becomes visible through one ``os.replace`` (or ``os.rename``), so "after the n-th
 rename" walks every write boundary of a command in order, deterministically, instead of at a random delay.
@@ -10,21 +10,26 @@ from __future__ import annotations
 import os
 import signal
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 
-def run_killed_after(renames: int | None, work: Callable[[], object]) -> int | None:
+def run_killed_after(
+    renames: int | None,
+    work: Callable[[], object],
+    boundaries: Sequence[tuple[object, str]] = ((os, "replace"), (os, "rename")),
+) -> int | None:
     """Run ``work`` in a forked child that dies by SIGKILL right after its ``renames``-th rename.
 
     Returns None when the child was killed there, else the number of renames the whole work made (``renames``
     None: never kill, just count). A failure of the work itself fails the test with the child's traceback.
+    ``boundaries`` are the functions that make a write visible: ``os.replace`` and ``os.rename`` for a local
+    home, ``remote.upload`` (one PUT) for a home in a bucket.
     """
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: count renames, die at the chosen one
         os.close(read_end)
         count = 0
-        real_replace, real_rename = os.replace, os.rename
 
         def counted(real: Callable[..., None]) -> Callable[..., None]:
             def rename(*args: object, **kwargs: object) -> None:
@@ -36,7 +41,8 @@ def run_killed_after(renames: int | None, work: Callable[[], object]) -> int | N
 
             return rename
 
-        os.replace, os.rename = counted(real_replace), counted(real_rename)  # type: ignore[assignment]
+        for owner, name in boundaries:
+            setattr(owner, name, counted(getattr(owner, name)))
         status = 0
         try:
             work()
