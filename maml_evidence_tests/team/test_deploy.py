@@ -13,12 +13,14 @@ import dagster as dg
 import pytest
 import yaml
 
+from maml_evidence.deploy.instance import postgres_url
+from maml_evidence.store.remote import advisory_lock
 from maml_evidence_tests.samples import REPO_ROOT
 from maml_evidence_tests.team.conftest import Cluster
 
 DEPLOY = Path(str(resources.files("maml_evidence") / "deploy"))
 MODULE = "maml_evidence.definitions"
-EVIDENCE_HOME = "/var/lib/maml-evidence"
+EVIDENCE_HOME = "s3://maml-evidence/evidence"
 
 
 def _yaml(name: str) -> dict:
@@ -77,10 +79,17 @@ def test_compose_and_helm_name_the_same_image_module_and_evidence_home() -> None
     assert f"MAML_EVIDENCE_HOME={EVIDENCE_HOME}" in helm["runLauncher"]["config"]["k8sRunLauncher"]["envVars"]
     assert helm["runLauncher"]["type"] == "K8sRunLauncher" and helm["postgresql"]["enabled"] is True
     for service in ("codeserver", "webserver", "daemon"):
-        assert services[service]["environment"]["MAML_EVIDENCE_HOME"] == EVIDENCE_HOME
-        assert f"evidence:{EVIDENCE_HOME}" in services[service]["volumes"]
-    mounts = {m["mountPath"] for m in deployment["volumeMounts"]}
-    assert mounts == {EVIDENCE_HOME}
+        env = services[service]["environment"]
+        assert env["MAML_EVIDENCE_HOME"] == EVIDENCE_HOME
+        # the bucket is the compose S3 service; the inbox is the one volume the Dagster containers share
+        host, port = env["AWS_ENDPOINT_URL"].removeprefix("http://").split(":")
+        assert host == "seaweedfs" and f"-s3.port={port}" in services["seaweedfs"]["command"]
+        assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "MAML_EVIDENCE_LOCAL"} <= set(env)
+        assert f"inbox:{env['MAML_EVIDENCE_INBOX']}" in services[service]["volumes"]
+    # no volume holds evidence: every pod reads and writes the bucket, with its S3 settings from one Secret
+    assert "volumes" not in deployment and "volumeMounts" not in deployment
+    launcher = helm["runLauncher"]["config"]["k8sRunLauncher"]
+    assert deployment["envSecrets"] == launcher["envSecrets"] == [{"name": "maml-evidence-s3"}]
     workspace = _yaml("workspace.yaml")["load_from"][0]["grpc_server"]
     assert workspace["host"] == "codeserver" and str(workspace["port"]) in services["codeserver"]["command"]
     # the compose database is the one the instance's environment names
@@ -115,3 +124,11 @@ def test_the_compose_instance_opens_on_postgres(
         assert instance.get_dynamic_partitions("spike_runs") == ["deploy-check"]
     finally:
         instance.dispose()
+    # the same settings give the evidence home's locks between machines (an s3:// home takes them there)
+    lock_database = postgres_url(folder)
+    assert lock_database == f"postgresql://dagster:unused-with-trust@127.0.0.1:{cluster.port}/{database}"
+    with (
+        advisory_lock(lock_database, "deploy-check") as taken,
+        advisory_lock(lock_database, "deploy-check", blocking=False) as again,
+    ):
+        assert taken and not again
