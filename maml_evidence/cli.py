@@ -8,6 +8,7 @@ heavy dependencies (Dagster, DuckDB) inside its handler.
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 from maml_evidence.gate import PayloadValidationError, load_payload_file, render_interpretation, validate_payload
@@ -176,7 +177,8 @@ def _store(args: argparse.Namespace):  # noqa: ANN202 - EvidenceStore, imported 
     try:
         return EvidenceStore(args.home).ensure()
     except (StoreError, OSError) as exc:
-        raise CommandError(f"evidence home {args.home or '(default)'}: {exc}") from None
+        where = args.home or ("$MAML_EVIDENCE_HOME" if os.environ.get("MAML_EVIDENCE_HOME") else "(default)")
+        raise CommandError(f"evidence home {where}: {exc}") from None
 
 
 def _note(text: str) -> None:

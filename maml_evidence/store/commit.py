@@ -132,7 +132,9 @@ def write_reports(store: EvidenceStore, tasks: Sequence[ReportTask], evaluated_a
             reports.append((report, store.home.report_dir(task.spike_run_id)))
     if len(reports) > 1:
         draw_ahead((report, folder / EFFECTS_FILE) for report, folder in reports)
-    for report, folder in reports:
+    # The workers draw from the front of the queue, in this order; written from the back, this process takes back
+    # (and draws itself) the charts no worker has started, and the two meet once instead of waiting in lockstep.
+    for report, folder in reversed(reports):
         chart = write_effects(report, folder)  # a drawing error is only logged, and the chart is not linked
         atomic_write_text(folder / "interpretation.md", interpretation_with_evidence(report, chart=chart is not None))
         atomic_write_text(folder / "report.json", json.dumps(report, indent=2) + "\n")

@@ -7,9 +7,6 @@ import os
 import re
 from pathlib import Path
 
-from maml_evidence.store import remote
-from maml_evidence.store.remote import is_remote
-
 HOME_ENV = "MAML_EVIDENCE_HOME"
 INBOX_ENV = "MAML_EVIDENCE_INBOX"
 DEFAULT_HOME = "data"
@@ -20,6 +17,11 @@ class StoreError(Exception):
     """A store problem a user can act on (bad spike run id, damaged file, locked catalog)."""
 
 
+def is_remote(location: object) -> bool:
+    """An ``s3://`` evidence home (object storage, see ``remote.py``) rather than a folder."""
+    return str(location).startswith("s3://")
+
+
 def resolve_home(home: str | os.PathLike[str] | None = None) -> Path:
     """The evidence home: the argument, else $MAML_EVIDENCE_HOME, else ./data; always absolute.
 
@@ -27,10 +29,9 @@ def resolve_home(home: str | os.PathLike[str] | None = None) -> Path:
     """
     chosen = home if home is not None else os.environ.get(HOME_ENV) or DEFAULT_HOME
     if is_remote(chosen):
-        try:
-            return remote.root(str(chosen))
-        except remote.RemoteError as exc:
-            raise StoreError(str(exc)) from None
+        from maml_evidence.store import remote
+
+        return remote.root(str(chosen))
     return Path(chosen).expanduser().resolve()
 
 
@@ -51,7 +52,11 @@ class EvidenceHome:
         self.root = resolve_home(root)
         self.remote = not isinstance(self.root, Path)
         # what a bucket cannot hold (the inbox, the DuckDB catalog, the default Dagster home) stays on this machine
-        self.local = remote.local_folder(str(self.root)) if self.remote else self.root
+        self.local = self.root
+        if self.remote:
+            from maml_evidence.store import remote
+
+            self.local = remote.local_folder(str(self.root))
 
     def __repr__(self) -> str:
         return f"EvidenceHome({str(self.root)!r})"
@@ -118,10 +123,9 @@ class EvidenceHome:
 
     def ensure(self) -> EvidenceHome:
         if self.remote:  # a bucket has no folders: only the bucket itself and the local ones are made
-            try:
-                remote.ensure_bucket(str(self.root))
-            except remote.RemoteError as exc:
-                raise StoreError(str(exc)) from None
+            from maml_evidence.store import remote
+
+            remote.ensure_bucket(str(self.root))
             self.local.mkdir(parents=True, exist_ok=True)
             self.inbox.mkdir(parents=True, exist_ok=True)
             return self

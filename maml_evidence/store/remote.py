@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from maml_evidence.store.home import StoreError, is_remote
+
 SCHEME = "s3://"
 LOCK_URL_ENV = "MAML_EVIDENCE_LOCK_URL"
 LOCAL_ENV = "MAML_EVIDENCE_LOCAL"
@@ -35,12 +37,8 @@ _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 TEAM_EXTRA = 'pip install -e ".[team]" (s3fs, psycopg2-binary)'
 
 
-class RemoteError(Exception):
+class RemoteError(StoreError):
     """An object-storage home that cannot be used as configured (the message says what to change)."""
-
-
-def is_remote(location: object) -> bool:
-    return str(location).startswith(SCHEME)
 
 
 def split(url: str) -> tuple[str, str]:
@@ -61,7 +59,12 @@ def split(url: str) -> tuple[str, str]:
 def storage_options(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """``s3fs`` options from the standard AWS variables; no listing cache (other machines write at any time)."""
     env = os.environ if env is None else env
-    options: dict[str, Any] = {"use_listings_cache": False}
+    # s3fs retries a failed request 5 times itself: botocore's own retries (5 with backoff by default) would
+    # multiply them, so an unreachable store took ~40 s to report; now ~5 s, transient errors still retried
+    options: dict[str, Any] = {
+        "use_listings_cache": False,
+        "config_kwargs": {"connect_timeout": 5, "retries": {"max_attempts": 2, "mode": "standard"}},
+    }
     if env.get("AWS_ACCESS_KEY_ID"):
         options["key"] = env["AWS_ACCESS_KEY_ID"]
         options["secret"] = env.get("AWS_SECRET_ACCESS_KEY", "")
@@ -115,7 +118,7 @@ def ensure_bucket(url: str) -> None:
     except Exception as exc:  # noqa: BLE001 - botocore/aiohttp raise many kinds; the user needs one line
         endpoint = os.environ.get("AWS_ENDPOINT_URL") or "the AWS default endpoint"
         raise RemoteError(
-            f"evidence home {url}: cannot reach bucket {bucket!r} at {endpoint} ({type(exc).__name__}: "
+            f"cannot reach the bucket of {url} at {endpoint} ({type(exc).__name__}: "
             f"{' '.join(str(exc).split())[:300]}); expected a reachable S3-compatible store and credentials in "
             "AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION"
         ) from None
@@ -166,7 +169,7 @@ def lock_url(url: str, dagster_home: Path) -> str:
     if found:
         return found
     raise RemoteError(
-        f"evidence home {url}: writers on different machines need a shared lock, and a local file cannot be one; "
+        f"{url}: writers on different machines need a shared lock, and a local file cannot be one; "
         f"expected {LOCK_URL_ENV}=postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE or a Dagster instance on "
         "Postgres (`maml-evidence instance --postgres-url URL`)"
     )
@@ -216,7 +219,7 @@ def remote_lock(path: object, *, blocking: bool = True) -> contextlib.AbstractCo
     """``files.file_lock`` for a lock path inside a remote home (``<home>/.locks/<name>``)."""
     text = str(path)
     home_url = text.rsplit("/.locks/", 1)[0]
-    from maml_evidence.store.home import EvidenceHome
+    from maml_evidence.store.home import EvidenceHome  # noqa: PLC0415 - home imports this module lazily too
 
     return advisory_lock(
         lock_url(home_url, EvidenceHome(home_url).dagster_home), f"maml-evidence:{text}", blocking=blocking
