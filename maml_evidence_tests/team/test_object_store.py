@@ -430,3 +430,42 @@ def test_a_bucket_home_without_a_shared_lock_or_store_is_refused_naming_what_to_
     assert done.returncode == 2 and "cannot reach the bucket" in done.stderr, done.stderr
     assert "http://127.0.0.1:1" in done.stderr and "AWS_ACCESS_KEY_ID" in done.stderr
     assert time.monotonic() - started < 30
+
+
+def test_compaction_in_the_bucket_keeps_every_row_once_and_deletes_merged_objects_after_the_grace(
+    team: Team, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from maml_evidence.store import EvidenceStore
+    from maml_evidence.store.doctor import diagnose
+    from maml_evidence.store.schema import TABLES
+    from maml_evidence.store.tables import GRACE_ENV
+
+    here = team.machine("here")
+    assert here.cli("ingest", *SAMPLES).returncode == 0
+    team.fs.pipe(team.key("thresholds.toml"), toml_text(POLICY_B).encode())
+    assert here.cli("reevaluate").returncode == 0
+    store = EvidenceStore(team.url)
+    tables = store.tables
+
+    def every_row() -> dict[str, list[str]]:
+        connection = store.connect()
+        try:
+            return {n: sorted(map(repr, connection.execute(f"FROM {n}").fetchall())) for n in TABLES}
+        finally:
+            connection.close()
+
+    before = every_row()
+    merged = {name: tables.data_files(name) for name in TABLES if len(tables.data_files(name)) > 1}
+    assert {"gate_decisions", "decision_history", "gate_checks"} <= merged.keys(), "nothing to compact"
+    for name in merged:
+        assert tables.compact(name)
+        assert set(tables.superseded(name)) == set(merged[name]), name
+        assert len(tables.live_files(name)) == 1, name
+    assert every_row() == before  # the merged objects are still there, their rows hidden
+    monkeypatch.setenv(GRACE_ENV, "0")
+    for name, files in merged.items():
+        tables.compact_if_needed(name)
+        assert not any(team.fs.exists(str(f).removeprefix("s3://")) for f in files), name
+        assert tables.superseded(name) == {}, name
+    assert every_row() == before
+    assert diagnose(store).findings == []
