@@ -469,3 +469,26 @@ def test_compaction_in_the_bucket_keeps_every_row_once_and_deletes_merged_object
         assert tables.superseded(name) == {}, name
     assert every_row() == before
     assert diagnose(store).findings == []
+
+
+def test_the_local_inbox_quarantines_into_the_bucket_and_leaves_what_it_cannot_copy(team: Team) -> None:
+    here = team.machine("here")
+    inbox = here.local / "inbox"
+    inbox.mkdir(parents=True)
+    (inbox / "broken.json").write_text('{"spike_run_id": "broken", "baseline": ', encoding="utf-8")
+    (inbox / "link.json").symlink_to(SAMPLES[0])
+    (inbox / "good.json").write_bytes(Path(SAMPLES[0]).read_bytes())
+    done = here.cli("ingest")
+    assert done.returncode == 1, done.stdout + done.stderr  # something was quarantined
+    lines = {line.split()[1]: line for line in done.stdout.splitlines() if line and not line.startswith(" ")}
+    assert "QUARANTINED" in lines["broken.json"]
+    assert f"-> s3://{team.bucket}/evidence/quarantine/" in lines["broken.json"]
+    assert "links are never followed" in lines["link.json"] and "left in place, reported once" in lines["link.json"]
+    [moved] = [o for o in team.objects("quarantine") if o.endswith("broken.json")]
+    assert team.fs.cat(moved) == b'{"spike_run_id": "broken", "baseline": '
+    reason = team.fs.cat(moved + ".reason.txt").decode()
+    assert f"file: {inbox / 'broken.json'}" in reason and "moved_to: s3://" in reason
+    assert sorted(p.name for p in inbox.iterdir()) == ["good.json", "link.json"]  # the rejected one moved out
+    assert json.loads(team.fs.cat(team.key("reports", "2026-10-06-support-bots-enable", "report.json")))
+    again = here.cli("ingest")
+    assert again.returncode == 0 and "already reported" in again.stdout, again.stdout + again.stderr
