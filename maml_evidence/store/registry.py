@@ -109,7 +109,7 @@ class PayloadRegistry:
         return data
 
     def known_ids(self) -> list[str]:
-        """Spike runs with a revision pointer: one listing (in a bucket, one request per 1,000 objects, not one each)."""
+        """Spike runs with a revision pointer: one listing (in a bucket one request per 1,000 objects, not one each)."""
         if self.home.remote:
             return sorted({p.parent.name for p in self.home.payloads.glob("*/current.json")})
         if not self.home.payloads.exists():
