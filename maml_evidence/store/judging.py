@@ -29,10 +29,13 @@ from maml_evidence.strength import INSUFFICIENT, STRONG, SUGGESTIVE, SUGGESTIVE_
 
 # ``fmt`` of the gate core, in SQL, in two steps so that each value is printed once: printf's %.4f rounds the
 # binary value exactly as Python's format does; then trailing zeros and the point go, and "-0" reads "0".
+# rtrim is the slow part of showing a number, so the two common shapes skip it: a value whose
+# last decimal is not 0 keeps every digit, a whole number loses its ".0000".
 MACROS = (
     "CREATE OR REPLACE TEMP MACRO gate_printed(x) AS printf('%.4f', x::DOUBLE)",
     "CREATE OR REPLACE TEMP MACRO gate_trimmed(p) AS "
-    "CASE WHEN p = '-0.0000' THEN '0' ELSE rtrim(rtrim(p, '0'), '.') END",
+    "CASE WHEN NOT (suffix(p, '0') OR suffix(p, '.')) THEN p WHEN p = '-0.0000' THEN '0' "
+    "WHEN suffix(p, '.0000') THEN p[:-6] ELSE rtrim(rtrim(p, '0'), '.') END",
 )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -156,9 +157,10 @@ def judge_history(connection: duckdb.DuckDBPyConnection, policy: Policy) -> dict
         "gate_extra_gpu_cost_usd", extra_gpu_cost_usd, ["DOUBLE", "DOUBLE"], "DOUBLE", side_effects=False
     )
     decision, failed = judging.decision_sql()
+    # in the connection's own in-memory database, not a temporary table: other cursors of it can read it too
     query(
         connection,
-        f"CREATE TEMP TABLE judged AS SELECT *, {decision} AS decision, {failed} AS failed_check, "
+        f"CREATE TABLE judged AS SELECT *, {decision} AS decision, {failed} AS failed_check, "
         f"{judging.grade_sql()} AS grade "
         f"FROM (SELECT *, {judging.flags_sql()} FROM (SELECT *, "
         "gate_extra_gpu_cost_usd(extra_training_minutes, gpu_hour_usd) AS extra_gpu_cost_usd_per_run "
@@ -201,10 +203,16 @@ def _write(
         store.tables.write_query("cost_metrics", connection, _select("cost_metrics", {}, repriced), repriced_ids, batch)
     checks = " UNION ALL ".join(judging.check_rows_sql("shown", check, at) for check in running)
     checks = f"WITH shown AS MATERIALIZED {sentences} {checks}"
-    store.tables.write_query("gate_checks", connection, checks, ids, batch)
-    store.tables.write_query("gate_decisions", connection, _select("gate_decisions", constants, "judged"), ids, batch)
-    history = _select("decision_history", constants, "judged")
-    store.tables.write_query("decision_history", connection, history, ids, batch)
+    # The check rows (their sentences) take most of the time, on one core: ``judged`` is a single row group.
+    # The decisions and history are written meanwhile on a second cursor (DuckDB releases the GIL).
+    decided = connection.cursor()
+    try:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            written = pool.submit(_write_decisions, store, decided, constants, ids, batch)
+            store.tables.write_query("gate_checks", connection, checks, ids, batch)
+            written.result()
+    finally:
+        decided.close()
 
     mix = dict(connection.execute("SELECT decision, count(*) FROM judged GROUP BY ALL").fetchall())
     flipped = connection.execute(
@@ -239,6 +247,14 @@ def _write(
     if change_rows:
         store.tables.write("decision_changes", change_rows, [c.spike_run_id for c in changes], batch=batch)
     return mix, changes, verdicts
+
+
+def _write_decisions(
+    store: EvidenceStore, cursor: duckdb.DuckDBPyConnection, constants: dict[str, str], ids: list[str], batch: str
+) -> None:
+    """The ``judged`` spike runs' ``gate_decisions`` and ``decision_history`` rows, into the batch."""
+    store.tables.write_query("gate_decisions", cursor, _select("gate_decisions", constants, "judged"), ids, batch)
+    store.tables.write_query("decision_history", cursor, _select("decision_history", constants, "judged"), ids, batch)
 
 
 def _not_run(check_name: str) -> str:

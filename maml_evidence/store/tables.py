@@ -291,6 +291,7 @@ class ParquetTables:
 
         For bulk writers: DuckDB writes the Parquet file in parallel, no row passes through Python. The
         columns are cast to the table's declared types, so the file reads exactly like one from ``write``.
+        zstd at level 1: about 0.05 s less per 500,000 check rows than the default level 3, files 3% larger.
         """
         definition = TABLES[table]
         casts = ", ".join(f'CAST("{c.name}" AS {_duckdb_type(c.type)}) AS "{c.name}"' for c in definition.columns)
@@ -300,7 +301,7 @@ class ParquetTables:
         _write_keys(directory, name, keys)
         copy = (
             f"COPY (SELECT {casts}, {_sql_str(batch)} AS {BATCH_COLUMN}, true AS {PRESENT_COLUMN} FROM ({select})) "
-            "TO {} (FORMAT parquet, COMPRESSION zstd)"
+            "TO {} (FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1)"
         )
         return atomic_write(directory / name, lambda tmp: connection.execute(copy.format(_sql_str(str(tmp)))))  # type: ignore[attr-defined]
 
