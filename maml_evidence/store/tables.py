@@ -151,7 +151,7 @@ class Damage:
         return f"{self.table}: damaged file {self.path} ({self.error}); spike runs affected: {runs or 'unknown'}"
 
 
-_FOOTERS_OK: dict[tuple[str, int, int], bool] = {}
+_FOOTERS_OK: dict[tuple[str, float, int], bool] = {}
 
 
 def _footer_problem(path: Path) -> str | None:
@@ -160,7 +160,7 @@ def _footer_problem(path: Path) -> str | None:
         stat = path.stat()
     except FileNotFoundError:
         return "vanished"
-    key = (str(path), int(stat.st_mtime * 1e9) if isinstance(stat.st_mtime, float) else stat.st_mtime_ns, stat.st_size)
+    key = (str(path), stat.st_mtime_ns if isinstance(path, Path) else stat.st_mtime, stat.st_size)
     if key in _FOOTERS_OK:
         return None
     try:
@@ -402,6 +402,8 @@ class ParquetTables:
 
     def delete_superseded(self, table: str) -> list[Path]:
         """Delete the superseded files older than the grace period (skipped while another process compacts)."""
+        if not any(self.directory(table).glob(f"*{SUPERSEDES_SUFFIX}")):
+            return []  # nothing was ever merged here: no lock to take (in a bucket, a database connection)
         with file_lock(self.home.locks / f"compact-{table}.lock", blocking=False) as locked:
             return self._delete_superseded(table) if locked else []
 
