@@ -51,3 +51,13 @@ def run_cli(evidence: Path, *args: str, env: dict[str, str], timeout: float) -> 
         env=env,
         timeout=timeout,
     )
+
+
+def ingest_decisions(stdout: str) -> dict[str, str]:
+    """``maml-evidence ingest`` output -> spike run: decision (every entry's line is its decision, then its id)."""
+    found = {}
+    for line in stdout.splitlines():
+        words = line.split()
+        if len(words) >= 2 and not line.startswith(" "):
+            found[words[1]] = words[0]
+    return found

@@ -39,7 +39,7 @@ from typing import Any
 from maml_evidence import evaluate_feasibility
 from maml_evidence.deploy.instance import write_postgres_instance
 from maml_evidence_tests.generator import generate_payloads
-from maml_evidence_tests.samples import BIN
+from maml_evidence_tests.samples import BIN, ingest_decisions
 from maml_evidence_tests.team import postgres, seaweed
 
 VARIANTS = ("sqlite", "postgres", "s3")
@@ -62,16 +62,6 @@ def _clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MAML_EVIDENCE_", "DAGSTER_HOME"))}
 
 
-def _decisions(stdout: str) -> dict[str, str]:
-    """``ingest`` output -> spike run: decision (every line names one entry: its decision, then its id)."""
-    found = {}
-    for line in stdout.splitlines():
-        words = line.split()
-        if len(words) >= 2 and not line.startswith(" "):
-            found[words[1]] = words[0]
-    return found
-
-
 def _ingest(bench: Bench, variant: str, round_number: int, env: dict[str, str], args: list[str]) -> dict[str, Any]:
     """Time one ``maml-evidence ingest``; stop the benchmark unless it decided every spike run as the gate does."""
     cwd = bench.root / f"round-{round_number}" / variant
@@ -87,7 +77,7 @@ def _ingest(bench: Bench, variant: str, round_number: int, env: dict[str, str], 
             f"ingest failed ({where}, exit {done.returncode}):\n{done.stdout[-4000:]}{done.stderr[-4000:]}"
         )
     lines = [line for line in done.stdout.splitlines() if line.strip()]
-    decided = _decisions(done.stdout)
+    decided = ingest_decisions(done.stdout)
     if len(lines) != len(bench.files) or decided != bench.expected:
         wrong = sorted(k for k in bench.expected.keys() | decided.keys() if decided.get(k) != bench.expected.get(k))
         raise SystemExit(

@@ -13,7 +13,6 @@ import signal
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,8 @@ from maml_evidence.deploy.instance import write_postgres_instance
 from maml_evidence_tests.faults.crashpoint import run_killed_after
 from maml_evidence_tests.generator import generate_payloads
 from maml_evidence_tests.policy.conftest import POLICY_B, toml_text
-from maml_evidence_tests.samples import BIN, SAMPLE_DECISIONS, SAMPLE_INBOX
+from maml_evidence_tests.samples import BIN, SAMPLE_DECISIONS, SAMPLE_INBOX, ingest_decisions
+from maml_evidence_tests.team.conftest import wait_until
 from maml_evidence_tests.team.postgres import Cluster
 from maml_evidence_tests.team.seaweed import Server
 
@@ -115,16 +115,6 @@ def team(cluster: Cluster, seaweed: Server, tmp_path: Path, monkeypatch: pytest.
     return made
 
 
-def _decisions(output: str) -> dict[str, str]:
-    """``ingest`` output lines -> spike run: decision."""
-    found = {}
-    for line in output.splitlines():
-        words = line.split()
-        if len(words) >= 2 and not line.startswith(" "):
-            found[words[1]] = words[0]
-    return found
-
-
 def _write_generated(folder: Path, count: int, seed: int) -> dict[str, dict[str, object]]:
     folder.mkdir(parents=True, exist_ok=True)
     written = {}
@@ -145,7 +135,7 @@ def test_the_samples_live_in_the_bucket_and_decide_as_on_a_local_home(team: Team
     here = team.machine("here")
     done = here.cli("ingest", *SAMPLES)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert _decisions(done.stdout) == SAMPLE_DECISIONS
+    assert ingest_decisions(done.stdout) == SAMPLE_DECISIONS
     assert "Traceback" not in done.stderr
 
     # everything that must survive is in the bucket; the machine keeps only its catalog and Dagster home
@@ -205,7 +195,7 @@ def test_hundreds_of_spike_runs_are_ingested_reevaluated_under_a_new_policy_and_
     done = here.cli("ingest", *sorted(str(p) for p in (here.local / "generated").glob("*.json")), timeout=900)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     before = {run_id: evaluate_feasibility(p)["decision"] for run_id, p in payloads.items()}
-    assert _decisions(done.stdout) == before
+    assert ingest_decisions(done.stdout) == before
 
     # the policy is changed where the team keeps it: in the bucket
     team.fs.pipe(team.key("thresholds.toml"), toml_text(POLICY_B).encode())
@@ -246,15 +236,6 @@ def test_two_machines_ingesting_at_once_lose_and_double_nothing(team: Team) -> N
     assert first.cli("doctor").returncode == 0 and second.cli("doctor").returncode == 0
 
 
-def _wait_for(condition: Callable[[], bool], limit: float) -> bool:
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def test_an_ingest_killed_mid_run_is_finished_by_the_next_one_exactly_once(team: Team) -> None:
     here = team.machine("here")
     payloads = _write_generated(here.local / "generated", 24, seed=5)
@@ -265,7 +246,7 @@ def test_an_ingest_killed_mid_run_is_finished_by_the_next_one_exactly_once(team:
     def started() -> bool:
         return any("/b-" in o for o in team.fs.find(metrics))
 
-    assert _wait_for(started, 300), "the ingest never got going"
+    wait_until(started, 300, "the first batch object of the ingest")
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     assert not any("/b-" in o for o in team.fs.find(team.key("tables", "gate_decisions"))), "killed too late"
