@@ -84,7 +84,7 @@ def filesystem() -> Any:  # noqa: ANN401 - s3fs has no type hints
     process: a forked child gets its own, never the parent's event loop)."""
     try:
         import fsspec
-        import s3fs  # noqa: F401 - registers nothing, but says what is missing
+        import s3fs  # noqa: F401 - provides fsspec's "s3" protocol; imported here so that its absence is named
     except ImportError:
         raise RemoteError(f"an s3:// evidence home needs the team extra: {TEAM_EXTRA}") from None
     return fsspec.filesystem("s3", **storage_options())
@@ -127,11 +127,6 @@ def ensure_bucket(url: str) -> None:
 def upload(local: Path, target: object) -> None:
     """One PUT (a multipart upload for big files, which also appears whole): the object is new or untouched."""
     filesystem().put_file(str(local), object_path(target))
-
-
-def remove(target: object) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        filesystem().rm_file(object_path(target))
 
 
 def move(source: object, target: object) -> None:
