@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,19 @@ def assert_agrees(found: dict[str, object], expected: dict[str, dict], version: 
         assert reports[run_id][0] == report["decision"], run_id  # type: ignore[index]
         assert f"`{report['decision']}`" in reports[run_id][2], run_id  # type: ignore[index]
         assert changes.get(run_id, []) == flips.get(run_id, []), run_id  # type: ignore[union-attr]
+
+
+def crash_outcome(errors: list[object], read_state: Callable[[], dict[str, object]], old: tuple, new: tuple) -> str:
+    """After a crash: "named" when doctor finds a problem; else the store is wholly "old" or wholly "new"."""
+    if errors:
+        return "named"
+    found = read_state()  # doctor sees no problem: then there is none
+    try:
+        assert_agrees(found, *old, {})
+        return "old"
+    except AssertionError:
+        assert_agrees(found, *new)
+        return "new"
 
 
 def expected_flips(old: dict[str, dict], new: dict[str, dict], version: str) -> dict[str, list[tuple[object, ...]]]:
@@ -104,16 +118,7 @@ def test_reevaluation_killed_at_every_write_boundary_is_finished_by_the_next_one
         assert run_killed_after(kill_after, lambda: reevaluate(EvidenceStore(home.evidence))) is None
         store = EvidenceStore(home.evidence)
         diagnosis = diagnose(store)
-        if diagnosis.errors:
-            outcomes["named"] += 1
-        else:  # doctor sees no problem: then there is none, the store is wholly old or wholly new
-            found = state(home)
-            try:
-                assert_agrees(found, old, v0, {})
-                outcomes["old"] += 1
-            except AssertionError:
-                assert_agrees(found, new, vb, flips)
-                outcomes["new"] += 1
+        outcomes[crash_outcome(diagnosis.errors, lambda: state(home), (old, v0), (new, vb, flips))] += 1
         # the next command finishes the work: every decision, history row, flip and report agrees
         if kill_after % 2 == 0:  # every other time, doctor --repair's record repair goes first
             repair_records(store, diagnosis)

@@ -318,7 +318,7 @@ def test_a_reevaluation_killed_after_any_put_is_finished_or_named_by_the_next_co
     from maml_evidence.store import EvidenceStore, remote
     from maml_evidence.store.doctor import diagnose
     from maml_evidence.store.reevaluation import reevaluate
-    from maml_evidence_tests.faults.test_crash_boundaries import assert_agrees, expected_flips
+    from maml_evidence_tests.faults.test_crash_boundaries import assert_agrees, crash_outcome, expected_flips
 
     pristine = f"{team.bucket}/pristine"
     here = team.machine("here")
@@ -352,16 +352,8 @@ def test_a_reevaluation_killed_after_any_put_is_finished_or_named_by_the_next_co
         root = str(store.home.root)
         assert run_killed_after(kill_after, lambda: reevaluate(EvidenceStore(root)), puts) is None  # noqa: B023
         diagnosis = diagnose(store)
-        if diagnosis.errors:
-            outcomes["named"] += 1
-        else:  # doctor sees no problem: then there is none, the store is wholly old or wholly new
-            found = _bucket_state(store, team.fs)
-            try:
-                assert_agrees(found, old, v0, {})
-                outcomes["old"] += 1
-            except AssertionError:
-                assert_agrees(found, new, vb, flips)
-                outcomes["new"] += 1
+        read = lambda: _bucket_state(store, team.fs)  # noqa: B023, E731
+        outcomes[crash_outcome(diagnosis.errors, read, (old, v0), (new, vb, flips))] += 1
         assert reevaluate(store).report_errors == [], kill_after
         assert_agrees(_bucket_state(store, team.fs), new, vb, flips)
         assert diagnose(store).findings == [], kill_after
