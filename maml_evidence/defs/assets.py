@@ -10,10 +10,10 @@ import dagster as dg
 
 from maml_evidence.defs.metadata import (
     add_partition_metadata,
-    column_schema,
     evidence_metadata,
     markdown_table,
     rounded,
+    schema_metadata,
 )
 from maml_evidence.defs.mlflow_links import mlflow_run_metadata
 from maml_evidence.defs.partitions import spike_runs
@@ -35,7 +35,7 @@ PARTITIONED: dict[str, Any] = {
 }
 
 
-@dg.asset(kinds={"json", "parquet"}, tags={"layer": "ingest"}, **PARTITIONED)
+@dg.asset(kinds={"json", "parquet"}, tags={"layer": "ingest"}, metadata=schema_metadata("spike_runs"), **PARTITIONED)
 def spike_payload(context: dg.AssetExecutionContext, evidence: EvidenceStoreResource) -> dg.MaterializeResult:
     """The validated spike payload of each spike run, as accepted into the evidence store (table spike_runs)."""
     store = evidence.store()
@@ -59,12 +59,16 @@ def spike_payload(context: dg.AssetExecutionContext, evidence: EvidenceStoreReso
             "dagster/row_count": 1,
         }
     add_partition_metadata(context, by_partition)
-    return dg.MaterializeResult(
-        metadata={"dagster/column_schema": column_schema("spike_runs"), "batch_file": dg.MetadataValue.path(str(path))}
-    )
+    return dg.MaterializeResult(metadata={"batch_file": dg.MetadataValue.path(str(path))})
 
 
-@dg.asset(deps=[spike_payload], kinds={"duckdb", "parquet"}, tags={"layer": "metrics"}, **PARTITIONED)
+@dg.asset(
+    deps=[spike_payload],
+    kinds={"duckdb", "parquet"},
+    tags={"layer": "metrics"},
+    metadata=schema_metadata("adaptation_metrics", summary_columns="adaptation_summary"),
+    **PARTITIONED,
+)
 def adaptation_metrics(context: dg.AssetExecutionContext, evidence: EvidenceStoreResource) -> dg.MaterializeResult:
     """Steps to target per project in both arms, the reduction, and the run means and maxima."""
     store = evidence.store()
@@ -91,16 +95,16 @@ def adaptation_metrics(context: dg.AssetExecutionContext, evidence: EvidenceStor
             "per_project": dg.MetadataValue.md(preview),
         }
     add_partition_metadata(context, by_partition)
-    return dg.MaterializeResult(
-        metadata={
-            "dagster/column_schema": column_schema("adaptation_metrics"),
-            "summary_columns": column_schema("adaptation_summary"),
-            "batch_files": dg.MetadataValue.json([str(detail), str(summary)]),
-        }
-    )
+    return dg.MaterializeResult(metadata={"batch_files": dg.MetadataValue.json([str(detail), str(summary)])})
 
 
-@dg.asset(deps=[spike_payload], kinds={"duckdb", "parquet"}, tags={"layer": "metrics"}, **PARTITIONED)
+@dg.asset(
+    deps=[spike_payload],
+    kinds={"duckdb", "parquet"},
+    tags={"layer": "metrics"},
+    metadata=schema_metadata("accuracy_metrics", summary_columns="accuracy_summary"),
+    **PARTITIONED,
+)
 def accuracy_metrics(context: dg.AssetExecutionContext, evidence: EvidenceStoreResource) -> dg.MaterializeResult:
     """Target and final accuracy per project in percentage points, and the mean regression."""
     store = evidence.store()
@@ -130,16 +134,16 @@ def accuracy_metrics(context: dg.AssetExecutionContext, evidence: EvidenceStoreR
             "per_project": dg.MetadataValue.md(preview),
         }
     add_partition_metadata(context, by_partition)
-    return dg.MaterializeResult(
-        metadata={
-            "dagster/column_schema": column_schema("accuracy_metrics"),
-            "summary_columns": column_schema("accuracy_summary"),
-            "batch_files": dg.MetadataValue.json([str(detail), str(summary)]),
-        }
-    )
+    return dg.MaterializeResult(metadata={"batch_files": dg.MetadataValue.json([str(detail), str(summary)])})
 
 
-@dg.asset(deps=[spike_payload], kinds={"duckdb", "parquet"}, tags={"layer": "metrics"}, **PARTITIONED)
+@dg.asset(
+    deps=[spike_payload],
+    kinds={"duckdb", "parquet"},
+    tags={"layer": "metrics"},
+    metadata=schema_metadata("cost_metrics"),
+    **PARTITIONED,
+)
 def cost_metrics(context: dg.AssetExecutionContext, evidence: EvidenceStoreResource) -> dg.MaterializeResult:
     """MAML's extra training minutes, overhead and GPU cost per run, with the price assumed."""
     store = evidence.store()
@@ -157,18 +161,14 @@ def cost_metrics(context: dg.AssetExecutionContext, evidence: EvidenceStoreResou
             "gpu_hour_usd_source": cost["assumptions"]["gpu_hour_usd_source"],  # type: ignore[index]
         }
     add_partition_metadata(context, by_partition)
-    return dg.MaterializeResult(
-        metadata={
-            "dagster/column_schema": column_schema("cost_metrics"),
-            "batch_file": dg.MetadataValue.path(str(path)),
-        }
-    )
+    return dg.MaterializeResult(metadata={"batch_file": dg.MetadataValue.path(str(path))})
 
 
 @dg.asset(
     deps=[adaptation_metrics, accuracy_metrics, cost_metrics],
     kinds={"json", "duckdb"},
     tags={"layer": "decision"},
+    metadata=schema_metadata("gate_decisions", check_columns="gate_checks"),
     **PARTITIONED,
 )
 def decision_report(context: dg.AssetExecutionContext, evidence: EvidenceStoreResource) -> dg.MaterializeResult:
@@ -196,12 +196,7 @@ def decision_report(context: dg.AssetExecutionContext, evidence: EvidenceStoreRe
             ),
         }
     add_partition_metadata(context, by_partition)
-    return dg.MaterializeResult(
-        metadata={
-            "dagster/column_schema": column_schema("gate_decisions"),
-            "check_columns": column_schema("gate_checks"),
-        }
-    )
+    return dg.MaterializeResult()
 
 
 @dg.asset(deps=[decision_report], kinds={"markdown"}, tags={"layer": "decision"}, **PARTITIONED)

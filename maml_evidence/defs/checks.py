@@ -48,6 +48,22 @@ def latest_materializations(
         cursor = page.cursor
 
 
+# One run's latest materializations per asset, shared by the checks on that asset (three judge adaptation_metrics):
+# a check runs after its asset in the same run, so what one check fetched is what the next one would fetch.
+Targets = dict[str, AssetCheckEvaluationTargetMaterializationData]
+_RUN_TARGETS: dict[tuple[str, dg.AssetKey, tuple[str, ...]], Targets] = {}
+
+
+def run_targets(instance: dg.DagsterInstance, run_id: str, asset_key: dg.AssetKey, keys: Sequence[str]) -> Targets:
+    """``latest_materializations`` fetched once per run and asset (only the current run's entries are kept)."""
+    key = (run_id, asset_key, tuple(keys))
+    if key not in _RUN_TARGETS:
+        for stale in [k for k in _RUN_TARGETS if k[0] != run_id]:
+            del _RUN_TARGETS[stale]
+        _RUN_TARGETS[key] = latest_materializations(instance, asset_key, keys)
+    return _RUN_TARGETS[key]
+
+
 class GateCheck(NamedTuple):
     """A Dagster check name, the asset it judges, and the core check it reports (None: the decision)."""
 
@@ -167,7 +183,7 @@ def _gate_check(spec: GateCheck) -> dg.AssetChecksDefinition:
     def _check(context: dg.AssetCheckExecutionContext, evidence: EvidenceStoreResource) -> Iterator[object]:
         store = evidence.store()
         keys = list(context.op_execution_context.partition_keys)
-        targets = latest_materializations(context.instance, spec.asset.key, keys)
+        targets = run_targets(context.instance, context.op_execution_context.run_id, spec.asset.key, keys)
         for e in store.evaluate_each(keys)[0]:
             judged = Judged(e.verdict, e.metrics.inputs, e.settings.thresholds, e.report.get("evidence"))  # type: ignore[arg-type]
             yield check_evaluation(spec, e.spike_run_id, judged, e.policy.version, targets.get(e.spike_run_id))

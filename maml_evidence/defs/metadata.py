@@ -20,6 +20,16 @@ def column_schema(*tables: str) -> dg.TableSchema:
     return dg.TableSchema(columns=columns)
 
 
+def schema_metadata(table: str, **more_tables: str) -> dict[str, dg.TableSchema]:
+    """An asset's definition metadata: its table's column schema (``dagster/column_schema``, shown as the asset's
+    Columns in the UI) and any further tables it writes, each under its own key.
+
+    Definition metadata, not materialization metadata: the schema is the same for every partition, and carrying
+    it on each partition's materialization made Dagster serialize and store ~10 KB more per spike run and asset.
+    """
+    return {"dagster/column_schema": column_schema(table)} | {k: column_schema(t) for k, t in more_tables.items()}
+
+
 def markdown_table(header: list[str], body: list[list[object]]) -> str:
     def cell(value: object) -> str:
         return fmt(value) if isinstance(value, float) else str(value)  # as the report's sentences show numbers

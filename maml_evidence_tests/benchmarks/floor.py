@@ -1,65 +1,49 @@
 """Dagster's floor for the ingest benchmark: the same asset graph and checks with empty bodies.
 
-Six partitioned assets with the same dependencies, single-run backfill policy and six per-partition checks
-that record one result per partition: the bookkeeping Dagster does for our ingest, without our work.
+Built from the product's own definitions, so it cannot drift from them: every asset of the evaluation job
+(the six partitioned spike-run assets with their dependencies and single-run backfill policy, and the
+unpartitioned overview) and every gate check on the asset it judges, each check recording one result per
+partition. That is the bookkeeping Dagster does for our ingest, without our work.
 """
+
+from collections.abc import Iterator
 
 import dagster as dg
 
+from maml_evidence.defs.assets import SPIKE_ASSETS
+from maml_evidence.defs.checks import GATE_CHECK_SPECS
+from maml_evidence.defs.overview import evidence_overview
+
 partitions = dg.DynamicPartitionsDefinition(name="spike_runs")
-POLICY = {"partitions_def": partitions, "backfill_policy": dg.BackfillPolicy.single_run()}
 
 
-@dg.asset(**POLICY)
-def spike_payload() -> dg.MaterializeResult:
-    return dg.MaterializeResult()
+def _empty_asset(real: dg.AssetsDefinition, partitioned: bool) -> dg.AssetsDefinition:
+    deps = [dep for dep in real.asset_deps[real.key] if dep.path[0] != "decision_reevaluation"]
+    policy = {"partitions_def": partitions, "backfill_policy": dg.BackfillPolicy.single_run()} if partitioned else {}
+
+    @dg.asset(name=real.key.path[-1], deps=deps, **policy)  # type: ignore[arg-type]
+    def _a() -> dg.MaterializeResult:
+        return dg.MaterializeResult()
+
+    return _a
 
 
-@dg.asset(deps=[spike_payload], **POLICY)
-def adaptation_metrics() -> dg.MaterializeResult:
-    return dg.MaterializeResult()
-
-
-@dg.asset(deps=[spike_payload], **POLICY)
-def accuracy_metrics() -> dg.MaterializeResult:
-    return dg.MaterializeResult()
-
-
-@dg.asset(deps=[spike_payload], **POLICY)
-def cost_metrics() -> dg.MaterializeResult:
-    return dg.MaterializeResult()
-
-
-@dg.asset(deps=[adaptation_metrics, accuracy_metrics, cost_metrics], **POLICY)
-def decision_report() -> dg.MaterializeResult:
-    return dg.MaterializeResult()
-
-
-@dg.asset(deps=[decision_report], **POLICY)
-def interpretation() -> dg.MaterializeResult:
-    return dg.MaterializeResult()
-
-
-def _check(name: str, asset: dg.AssetsDefinition) -> dg.AssetChecksDefinition:
-    @dg.asset_check(name=name, asset=asset, partitions_def=partitions)
-    def _c(context: dg.AssetCheckExecutionContext):
+def _empty_check(name: str, asset_key: dg.AssetKey) -> dg.AssetChecksDefinition:
+    @dg.asset_check(name=name, asset=asset_key, partitions_def=partitions)  # type: ignore[arg-type]
+    def _c(context: dg.AssetCheckExecutionContext) -> Iterator[object]:
         for key in context.op_execution_context.partition_keys:
-            yield dg.AssetCheckEvaluation(asset_key=asset.key, check_name=name, passed=True, partition=key)
+            yield dg.AssetCheckEvaluation(asset_key=asset_key, check_name=name, passed=True, partition=key)
         yield dg.Output(None)
 
     return _c
 
 
+ASSETS = [_empty_asset(a, partitioned=True) for a in SPIKE_ASSETS] + [_empty_asset(evidence_overview, False)]
+CHECKS = [_empty_check(spec.name, spec.asset.key) for spec in GATE_CHECK_SPECS]
+
 defs = dg.Definitions(
-    assets=[spike_payload, adaptation_metrics, accuracy_metrics, cost_metrics, decision_report, interpretation],
-    asset_checks=[
-        _check("enough_projects", adaptation_metrics),
-        _check("adaptation_triggered", adaptation_metrics),
-        _check("effectiveness_ok", adaptation_metrics),
-        _check("accuracy_ok", accuracy_metrics),
-        _check("cost_ok", cost_metrics),
-        _check("maml_gate", decision_report),
-    ],
-    jobs=[dg.define_asset_job("floor", selection=dg.AssetSelection.all(), partitions_def=partitions)],
+    assets=ASSETS,
+    asset_checks=CHECKS,
+    jobs=[dg.define_asset_job("floor", selection=dg.AssetSelection.all())],
     executor=dg.in_process_executor,
 )
