@@ -77,15 +77,23 @@ def _copied(row: str, copy: str, prefix: str) -> str:
 
 
 def _latest(source: str, key: str, prefix: str) -> str:
-    """Each key's rows of its newest batch, one copy (an anti-join: about 5x faster than a window over the key).
+    """Each key's rows of its newest batch, one copy: a semi-join with each key's newest (batch, compacted copy).
 
     A batch's rows also sit in the compacted file that merged them while the superseded file waits out its
-    grace period: the copy in the newest compacted file is the one kept.
+    grace period: the copy in the newest compacted file is the one kept (a row is kept when its batch is its key's
+    newest and no compacted file of that batch sorts after its file; ``b-`` files sort before ``c-`` files).
+    One grouping pass, linear in the rows: an anti-join of every version against every newer one (the earlier
+    form) took 4-5x longer once a key had several versions (0.63 s vs 0.13 s for 100,000 keys in 7 batches) and
+    was no faster with one version a key; a window over the key was slower still.
     """
+    compacted_copy = f"CASE WHEN {FILE_COLUMN} >= {prefix} THEN {FILE_COLUMN} ELSE '' END"
+    newest = (
+        f"SELECT {key} AS _key, max(struct_pack(b := {BATCH_COLUMN}, c := {compacted_copy})) AS _newest "
+        f"FROM {source} GROUP BY {key}"
+    )
     return (
-        f"SELECT * FROM {source} AS latest WHERE NOT EXISTS (SELECT 1 FROM {source} AS newer "
-        f"WHERE newer.{key} = latest.{key} AND (newer.{BATCH_COLUMN} > latest.{BATCH_COLUMN} "
-        f"OR {_copied('latest', 'newer', prefix)}))"
+        f"SELECT * FROM {source} AS latest SEMI JOIN ({newest}) AS top ON latest.{key} = top._key "
+        f"AND latest.{BATCH_COLUMN} = top._newest.b AND latest.{FILE_COLUMN} >= top._newest.c"
     )
 
 
