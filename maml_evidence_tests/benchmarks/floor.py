@@ -13,13 +13,16 @@ import dagster as dg
 from maml_evidence.defs.assets import SPIKE_ASSETS
 from maml_evidence.defs.checks import GATE_CHECK_SPECS
 from maml_evidence.defs.overview import evidence_overview
+from maml_evidence.defs.partitions import spike_runs
 
-partitions = dg.DynamicPartitionsDefinition(name="spike_runs")
+EVALUATED = [*SPIKE_ASSETS, evidence_overview]  # what the evaluate job selects
+SELECTED = {asset.key for asset in EVALUATED}
 
 
-def _empty_asset(real: dg.AssetsDefinition, partitioned: bool) -> dg.AssetsDefinition:
-    deps = [dep for dep in real.asset_deps[real.key] if dep.path[0] != "decision_reevaluation"]
-    policy = {"partitions_def": partitions, "backfill_policy": dg.BackfillPolicy.single_run()} if partitioned else {}
+def _empty_asset(real: dg.AssetsDefinition) -> dg.AssetsDefinition:
+    deps = [dep for dep in real.asset_deps[real.key] if dep in SELECTED]  # as the job runs it
+    partitioned = real.partitions_def is not None
+    policy = {"partitions_def": spike_runs, "backfill_policy": dg.BackfillPolicy.single_run()} if partitioned else {}
 
     @dg.asset(name=real.key.path[-1], deps=deps, **policy)  # type: ignore[arg-type]
     def _a() -> dg.MaterializeResult:
@@ -29,7 +32,7 @@ def _empty_asset(real: dg.AssetsDefinition, partitioned: bool) -> dg.AssetsDefin
 
 
 def _empty_check(name: str, asset_key: dg.AssetKey) -> dg.AssetChecksDefinition:
-    @dg.asset_check(name=name, asset=asset_key, partitions_def=partitions)  # type: ignore[arg-type]
+    @dg.asset_check(name=name, asset=asset_key, partitions_def=spike_runs)  # type: ignore[arg-type]
     def _c(context: dg.AssetCheckExecutionContext) -> Iterator[object]:
         for key in context.op_execution_context.partition_keys:
             yield dg.AssetCheckEvaluation(asset_key=asset_key, check_name=name, passed=True, partition=key)
@@ -38,7 +41,7 @@ def _empty_check(name: str, asset_key: dg.AssetKey) -> dg.AssetChecksDefinition:
     return _c
 
 
-ASSETS = [_empty_asset(a, partitioned=True) for a in SPIKE_ASSETS] + [_empty_asset(evidence_overview, False)]
+ASSETS = [_empty_asset(asset) for asset in EVALUATED]
 CHECKS = [_empty_check(spec.name, spec.asset.key) for spec in GATE_CHECK_SPECS]
 
 defs = dg.Definitions(

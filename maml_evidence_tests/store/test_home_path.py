@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from maml_evidence_tests.samples import SAMPLE_DECISIONS, SAMPLE_INBOX, ingest_decisions
 
 
 @pytest.mark.parametrize("name", ["it's [evidence]", "star*home", "what?", "{a,b}"])
@@ -30,11 +34,6 @@ def test_a_quote_in_the_home_path_is_fine(tmp_path: Path) -> None:
 
 def test_the_inbox_can_live_outside_the_home(tmp_path: Path) -> None:
     """``$MAML_EVIDENCE_INBOX`` moves the inbox (a bucket home needs it on the machine; a local one may use it)."""
-    import os
-    import shutil
-
-    from maml_evidence_tests.samples import SAMPLE_DECISIONS, SAMPLE_INBOX, ingest_decisions
-
     home, inbox = tmp_path / "home", tmp_path / "drop box"
     inbox.mkdir()
     [sample] = [p for p in SAMPLE_INBOX.glob("*.json") if p.stem.endswith("support-bots-enable")]
