@@ -47,38 +47,40 @@ def shown_columns(names: list[str]) -> tuple[str, str]:
     """
     numbers = [n for n in names if n not in LABELS]
     printed = ", ".join(
-        f"gate_printed({_ident(n)}{' * 100' if n in FRACTIONS else ''}) AS {_ident('printed_' + n)}" for n in numbers
+        f"gate_printed({ident(n)}{' * 100' if n in FRACTIONS else ''}) AS {ident('printed_' + n)}" for n in numbers
     )
     percent = " || '%'"
     shown = []
     for n in numbers:
-        text = f"gate_trimmed({_ident('printed_' + n)}){percent if n in FRACTIONS else ''}"
+        text = f"gate_trimmed({ident('printed_' + n)}){percent if n in FRACTIONS else ''}"
         if n in MEASURED_INPUTS:  # null where not measured or undefined
-            text = f"coalesce({text}, {_literal(UNDEFINED)})"
-        shown.append(f"{text} AS {_ident('shown_' + n)}")
-    shown += [f"coalesce({_ident(n)}, 'none') AS {_ident('shown_' + n)}" for n in names if n in LABELS]
+            text = f"coalesce({text}, {literal(UNDEFINED)})"
+        shown.append(f"{text} AS {ident('shown_' + n)}")
+    shown += [f"coalesce({ident(n)}, 'none') AS {ident('shown_' + n)}" for n in names if n in LABELS]
     return printed, ", ".join(shown)
 
 
-def _literal(text: str) -> str:
+def literal(text: str) -> str:
+    """``text`` as an SQL string literal."""
     return "'" + text.replace("'", "''") + "'"
 
 
-def _ident(name: str) -> str:
+def ident(name: str) -> str:
+    """``name`` as a quoted SQL identifier."""
     return '"' + name.replace('"', '""') + '"'
 
 
 def condition_sql(check: CheckSpec, index: int) -> str:
     """Whether condition ``index`` of ``check`` holds: ``observed <operator> threshold`` (false on a null)."""
     condition = check.conditions[index]
-    compared = f"{_ident(condition.metric)} {condition.operator} {_ident(condition.threshold_key)}"
+    compared = f"{ident(condition.metric)} {condition.operator} {ident(condition.threshold_key)}"
     return f"coalesce({compared}, false)" if condition.metric in MEASURED_INPUTS else f"({compared})"
 
 
 def margin_sql(condition: ConditionSpec) -> str:
     """The condition's margin (``MARGIN_SIGN``): how far observed is from threshold in the passing direction."""
     sign = MARGIN_SIGN[condition.operator]
-    return f"({sign!r} * ({_ident(condition.metric)} - {_ident(condition.threshold_key)}))::DOUBLE"
+    return f"({sign!r} * ({ident(condition.metric)} - {ident(condition.threshold_key)}))::DOUBLE"
 
 
 def enabled_column(check: CheckSpec) -> str:
@@ -92,7 +94,7 @@ def passed_sql(check: CheckSpec) -> str:
     passed = "(" + joiner.join(condition_sql(check, i) for i in range(len(check.conditions))) + ")"
     if check.enabled_by is None:
         return passed
-    return f"CASE WHEN {_ident(enabled_column(check))} THEN {passed} ELSE NULL END"
+    return f"CASE WHEN {ident(enabled_column(check))} THEN {passed} ELSE NULL END"
 
 
 def decision_sql() -> tuple[str, str]:
@@ -100,14 +102,14 @@ def decision_sql() -> tuple[str, str]:
 
     A check that did not run (null) fails nothing.
     """
-    decision = " ".join(f"WHEN NOT {_ident(c.name)} THEN {_literal(c.on_fail)}" for c in CHECK_TABLE)
-    failed = " ".join(f"WHEN NOT {_ident(c.name)} THEN {_literal(c.name)}" for c in CHECK_TABLE)
-    return f"CASE {decision} ELSE {_literal(ENABLE)} END", f"CASE {failed} ELSE NULL END"
+    decision = " ".join(f"WHEN NOT {ident(c.name)} THEN {literal(c.on_fail)}" for c in CHECK_TABLE)
+    failed = " ".join(f"WHEN NOT {ident(c.name)} THEN {literal(c.name)}" for c in CHECK_TABLE)
+    return f"CASE {decision} ELSE {literal(ENABLE)} END", f"CASE {failed} ELSE NULL END"
 
 
 def decisive_sql(check: CheckSpec) -> str:
     """Index of the condition that settled the check (first with the check's outcome, else the first)."""
-    passed = _ident(check.name)
+    passed = ident(check.name)
     whens = " ".join(f"WHEN {condition_sql(check, i)} = {passed} THEN {i}" for i in range(len(check.conditions)))
     return f"CASE {whens} ELSE 0 END"
 
@@ -158,19 +160,20 @@ def _sentence_sql(check: CheckSpec, passed: bool) -> str:
     parts = []
     for kind, name in sentence_parts(check, passed):
         if kind == "text":
-            parts.append(_literal(name))
+            parts.append(literal(name))
         elif kind == "cmp":  # how that metric's condition came out
             index = next(i for i, c in enumerate(check.conditions) if c.metric == name)
             holds, fails = GLYPHS[check.conditions[index].operator]
-            parts.append(f"CASE WHEN {condition_sql(check, index)} THEN {_literal(holds)} ELSE {_literal(fails)} END")
+            parts.append(f"CASE WHEN {condition_sql(check, index)} THEN {literal(holds)} ELSE {literal(fails)} END")
         else:
-            parts.append(_ident("shown_" + name))
-    return "(" + " || ".join(parts or ["''"]) + ")"
+            parts.append(ident("shown_" + name))
+    # one concat, not a chain of ||: each || copies the sentence so far (every part is set: no null to skip)
+    return "concat(" + ", ".join(parts or ["''"]) + ")"
 
 
 def reason_sql(check: CheckSpec) -> str:
     """The check's sentence for the outcome it came to (its ``flags_sql`` column), values and comparisons filled in."""
-    return f"CASE WHEN {_ident(check.name)} THEN {_sentence_sql(check, True)} ELSE {_sentence_sql(check, False)} END"
+    return f"CASE WHEN {ident(check.name)} THEN {_sentence_sql(check, True)} ELSE {_sentence_sql(check, False)} END"
 
 
 def check_rows_sql(source: str, check: CheckSpec, evaluated_at: str) -> str:
@@ -181,30 +184,32 @@ def check_rows_sql(source: str, check: CheckSpec, evaluated_at: str) -> str:
     decisive = decisive_sql(check)
 
     def pick(values: list[str]) -> str:
+        if len(values) == 1:  # one condition: it is the decisive one
+            return values[0]
         return "CASE " + " ".join(f"WHEN {decisive} = {i} THEN {v}" for i, v in enumerate(values)) + " END"
 
     conditions = check.conditions
     return (
-        f"SELECT spike_run_id, {_literal(check.name)} AS check_name, {_ident(check.name)} AS passed, "
-        f"{pick([_literal(c.metric) for c in conditions])} AS metric, "
-        f"{pick([f'{_ident(c.metric)}::DOUBLE' for c in conditions])} AS observed, "
-        f"{pick([_literal(c.operator) for c in conditions])} AS operator, "
-        f"{pick([f'{_ident(c.threshold_key)}::DOUBLE' for c in conditions])} AS threshold, "
-        f"{pick([_literal(c.threshold_key) for c in conditions])} AS threshold_key, "
+        f"SELECT spike_run_id, {literal(check.name)} AS check_name, {ident(check.name)} AS passed, "
+        f"{pick([literal(c.metric) for c in conditions])} AS metric, "
+        f"{pick([f'{ident(c.metric)}::DOUBLE' for c in conditions])} AS observed, "
+        f"{pick([literal(c.operator) for c in conditions])} AS operator, "
+        f"{pick([f'{ident(c.threshold_key)}::DOUBLE' for c in conditions])} AS threshold, "
+        f"{pick([literal(c.threshold_key) for c in conditions])} AS threshold_key, "
         f"{pick([margin_sql(c) for c in conditions])} AS margin, "
         f"{reason_sql(check)} AS reason, {evaluated_at} AS evaluated_at FROM {source}"
-        + ("" if check.enabled_by is None else f" WHERE {_ident(enabled_column(check))}")
+        + ("" if check.enabled_by is None else f" WHERE {ident(enabled_column(check))}")
     )
 
 
 def flags_sql() -> str:
     """One boolean column per check, named as the check."""
-    return ", ".join(f"{passed_sql(c)} AS {_ident(c.name)}" for c in CHECK_TABLE)
+    return ", ".join(f"{passed_sql(c)} AS {ident(c.name)}" for c in CHECK_TABLE)
 
 
 def reasons_sql(checks: Sequence[CheckSpec] = CHECK_TABLE) -> str:
     """One sentence column per check, named ``reason_<check>``."""
-    return ", ".join(f"{reason_sql(c)} AS {_ident('reason_' + c.name)}" for c in checks)
+    return ", ".join(f"{reason_sql(c)} AS {ident('reason_' + c.name)}" for c in checks)
 
 
 def grade_sql() -> str:
@@ -213,8 +218,8 @@ def grade_sql() -> str:
     insufficient (``maml_evidence.strength``'s grade, column-wise)."""
     joiner = " AND " if EVIDENCE_CHECK.combine == ALL else " OR "
     strong = joiner.join(condition_sql(EVIDENCE_CHECK, i) for i in range(len(EVIDENCE_CHECK.conditions)))
-    suggestive = " AND ".join(f"coalesce({_ident(name)}, false)" for name in SUGGESTIVE_CHECKS)
+    suggestive = " AND ".join(f"coalesce({ident(name)}, false)" for name in SUGGESTIVE_CHECKS)
     return (
-        f"CASE WHEN {strong} THEN {_literal(STRONG)} WHEN {suggestive} THEN {_literal(SUGGESTIVE)} "
-        f"ELSE {_literal(INSUFFICIENT)} END"
+        f"CASE WHEN {strong} THEN {literal(STRONG)} WHEN {suggestive} THEN {literal(SUGGESTIVE)} "
+        f"ELSE {literal(INSUFFICIENT)} END"
     )

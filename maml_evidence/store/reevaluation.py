@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,9 +18,10 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+from duckdb.func import FunctionNullHandling
 
 from maml_evidence.gate import ENABLE, THRESHOLD_KEYS, GateInputs, Verdict, flip_cause, judge
-from maml_evidence.gate.decision import CHECK_TABLE, FIXED_LIMITS, plan, show_number
+from maml_evidence.gate.decision import CHECK_TABLE, FIXED_LIMITS, CheckSpec, plan, show_number
 from maml_evidence.gate.economics import INPUT_KEYS
 from maml_evidence.gate.metrics import extra_gpu_cost_usd
 from maml_evidence.gate.thresholds import ECONOMICS_KEYS, Settings, effective_settings
@@ -33,6 +35,7 @@ from maml_evidence.store.schema import COMMITS, TABLES, THRESHOLD_TYPES
 from maml_evidence.store.tables import new_batch_id
 
 LOG = logging.getLogger("maml_evidence")
+PAIR = "settings_pair"  # the number of a spike run's settings pair (a row of the table ``settings``)
 GATE_INPUTS_SQL = """
 SELECT d.spike_run_id, d.policy_version AS old_policy_version, d.decision AS old_decision,
        d.failed_check AS old_failed_check, r.revision,
@@ -145,27 +148,45 @@ def _select(table: str, expressions: dict[str, str], source: str) -> str:
 
 
 def judge_history(connection: duckdb.DuckDBPyConnection, policy: Policy) -> dict[tuple[str, str], Settings]:
-    """Every evaluated spike run judged column-wise with the gate's check table, as the temporary table ``judged``.
+    """Every evaluated spike run judged column-wise with the gate's check table, as the view ``judged``.
 
-    Returns the settings each distinct pair of payload overrides is judged under.
+    Returns the settings each distinct pair of payload overrides is judged under. The verdicts are materialized
+    narrow (table ``verdicts``: the stored inputs, the outcome and the number of the settings pair), and
+    ``judged`` joins each row to its pair's settings (table ``settings``, one row per pair) when it is read: the
+    per-pair columns (threshold sources and every threshold as sentences show it, some 20 strings) copied into
+    100,000 rows took a third of the judging time and memory.
     """
     pairs = connection.execute("SELECT DISTINCT payload_thresholds, payload_cost_profile FROM spike_runs").fetchall()
     settings, resolved = _settings_table(policy, pairs)
-    connection.register("settings", settings)
+    settings = settings.append_column(PAIR, pa.array(range(settings.num_rows), pa.int32()))
+    # tables and views of the connection's own in-memory database, not temporary ones: other cursors of it can
+    # read them too
+    connection.register("settings_of_pairs", settings)
+    connection.execute("CREATE TABLE settings AS SELECT * FROM settings_of_pairs")
+    connection.unregister("settings_of_pairs")
     # the spec's cost model, by the gate core's own function (DuckDB calls it per row)
     connection.create_function(
         "gate_extra_gpu_cost_usd", extra_gpu_cost_usd, ["DOUBLE", "DOUBLE"], "DOUBLE", side_effects=False
     )
+    connection.create_function(
+        "gate_flip_cause",
+        flip_cause,
+        ["VARCHAR", "VARCHAR"],
+        "VARCHAR",
+        null_handling=FunctionNullHandling.SPECIAL,  # no failed check (null) is an argument too
+        side_effects=False,
+    )
     decision, failed = judging.decision_sql()
-    # in the connection's own in-memory database, not a temporary table: other cursors of it can read it too
+    per_pair = ", ".join(f'"{name}"' for name in settings.column_names if name != PAIR)
     query(
         connection,
-        f"CREATE TABLE judged AS SELECT *, {decision} AS decision, {failed} AS failed_check, "
+        f"CREATE TABLE verdicts AS SELECT * EXCLUDE ({per_pair}), {decision} AS decision, {failed} AS failed_check, "
         f"{judging.grade_sql()} AS grade "
         f"FROM (SELECT *, {judging.flags_sql()} FROM (SELECT *, "
         "gate_extra_gpu_cost_usd(extra_training_minutes, gpu_hour_usd) AS extra_gpu_cost_usd_per_run "
         f"FROM ({GATE_INPUTS_SQL}) JOIN settings USING (payload_thresholds, payload_cost_profile)))",
     )
+    connection.execute(f"CREATE VIEW judged AS SELECT * FROM verdicts JOIN settings USING ({PAIR})")
     return resolved
 
 
@@ -181,11 +202,9 @@ def _write(
     for macro in judging.MACROS:
         connection.execute(macro)
     connection.execute("SET preserve_insertion_order = false")  # lets DuckDB write each file on every core
-    per_pair = {*THRESHOLD_KEYS, "gpu_hour_usd", *FIXED_LIMITS}  # shown by the settings table
     # the checks that run under at least one pair of settings: the others have no rows, sentences or values to show
     running = [c for c in CHECK_TABLE if any(c in plan(s.thresholds).checks for s in resolved.values())]
-    printed, shown = judging.shown_columns([n for n in judging.sentence_names(running) if n not in per_pair])
-    sentences = f"(SELECT *, {shown} FROM (SELECT *, {printed} FROM judged))"
+    sentences = _sentences(running, "judged")
     ids = [run_id for (run_id,) in connection.execute("SELECT spike_run_id FROM judged").fetchall()]
     at = f"TIMESTAMPTZ '{now.isoformat()}'"
     constants = {
@@ -203,42 +222,81 @@ def _write(
         store.tables.write_query("cost_metrics", connection, _select("cost_metrics", {}, repriced), repriced_ids, batch)
     checks = " UNION ALL ".join(judging.check_rows_sql("shown", check, at) for check in running)
     checks = f"WITH shown AS MATERIALIZED {sentences} {checks}"
-    # The check rows (their sentences) take most of the time, on one core: ``judged`` is a single row group.
-    # The decisions and history are written meanwhile on a second cursor (DuckDB releases the GIL).
-    decided = connection.cursor()
+    # The check rows (their sentences) take most of the time, on one core: ``verdicts`` is a single row group.
+    # Everything else is written meanwhile on a second cursor (DuckDB releases the GIL).
+    side = connection.cursor()
     try:
         with ThreadPoolExecutor(max_workers=1) as pool:
-            written = pool.submit(_write_decisions, store, decided, constants, ids, batch)
+            decided = pool.submit(_decide, store, side, policy, resolved, running, constants, ids, now, batch)
             store.tables.write_query("gate_checks", connection, checks, ids, batch)
-            written.result()
+            return decided.result()
     finally:
-        decided.close()
+        side.close()
 
-    mix = dict(connection.execute("SELECT decision, count(*) FROM judged GROUP BY ALL").fetchall())
-    flipped = connection.execute(
-        f"SELECT spike_run_id, old_decision, decision, old_failed_check, failed_check, old_policy_version, "
-        f"payload_thresholds, payload_cost_profile, {', '.join(GateInputs.__annotations__)}, "
-        f"{judging.reasons_sql(running)} FROM {sentences} WHERE decision != old_decision ORDER BY spike_run_id"
+
+def _decide(
+    store: EvidenceStore,
+    cursor: duckdb.DuckDBPyConnection,
+    policy: Policy,
+    resolved: dict[tuple[str, str], Settings],
+    running: list[CheckSpec],
+    constants: dict[str, str],
+    ids: list[str],
+    now: datetime,
+    batch: str,
+) -> tuple[dict[str, int], list[Change], dict[str, tuple[tuple[Any, ...], Settings]]]:
+    """The ``judged`` spike runs' decisions, history, flips and stale break-even rows, into the batch.
+
+    Returns the decision mix and the flips.
+    """
+    store.tables.write_query("gate_decisions", cursor, _select("gate_decisions", constants, "judged"), ids, batch)
+    store.tables.write_query("decision_history", cursor, _select("decision_history", constants, "judged"), ids, batch)
+    mix = dict(cursor.execute("SELECT decision, count(*) FROM verdicts GROUP BY ALL").fetchall())
+    changes, verdicts = _write_changes(store, cursor, policy, resolved, running, now, batch)
+    _refresh_breakeven(store, cursor, policy, resolved, batch)
+    return mix, changes, verdicts
+
+
+def _write_changes(
+    store: EvidenceStore,
+    cursor: duckdb.DuckDBPyConnection,
+    policy: Policy,
+    resolved: dict[tuple[str, str], Settings],
+    running: list[CheckSpec],
+    now: datetime,
+    batch: str,
+) -> tuple[list[Change], dict[str, tuple[tuple[Any, ...], Settings]]]:
+    """The ``decision_changes`` rows of the spike runs whose decision flipped, into the batch."""
+    for macro in judging.MACROS:  # temporary macros belong to one cursor
+        cursor.execute(macro)
+    # the detail is the sentence of the check that caused the flip (``flip_cause``, by the gate core), as it came
+    # out under the new policy; none where that check no longer runs for the spike run
+    details = " ".join(
+        f"WHEN {judging.literal(check.name)} THEN CASE WHEN {judging.ident(check.name)} IS NOT NULL "
+        f"THEN {judging.reason_sql(check)} END"
+        for check in running
     )
-    names = [d[0] for d in flipped.description]
+    inputs = list(GateInputs.__annotations__)
+    flipped = cursor.execute(
+        "SELECT spike_run_id, old_decision, decision, old_policy_version, cause, "
+        f"CASE cause {details} END AS detail, payload_thresholds, payload_cost_profile, {', '.join(inputs)} "
+        f"FROM {_sentences(running, FLIPPED)} ORDER BY spike_run_id"
+    ).fetchall()
     changes: list[Change] = []
     verdicts: dict[str, tuple[tuple[Any, ...], Settings]] = {}
     change_rows = []
-    for values in flipped.fetchall():
-        row = dict(zip(names, values, strict=True))
-        run_id = str(row["spike_run_id"])
-        cause = flip_cause(row["old_failed_check"], row["failed_check"])
-        detail = str(row.get(f"reason_{cause}") or _not_run(cause)) if cause else ""
-        changes.append(Change(run_id, str(row["old_decision"]), str(row["decision"]), cause, detail))
-        pair = resolved[(row["payload_thresholds"], row["payload_cost_profile"])]
-        verdicts[run_id] = (tuple(row[name] for name in GateInputs.__annotations__), pair)
+    for row in flipped:
+        run_id, old, new, old_version, cause, detail = row[:6]
+        detail = detail or (_not_run(cause) if cause else "")
+        changes.append(Change(run_id, old, new, cause, detail))
+        verdicts[run_id] = (row[8:], resolved[(row[6], row[7])])
         change_rows.append(
             {
                 "spike_run_id": run_id,
-                "from_policy_version": row["old_policy_version"],
+                "from_policy_version": old_version,
                 "to_policy_version": policy.version,
-                "from_decision": row["old_decision"],
-                "to_decision": row["decision"],
+                "from_decision": old,
+                "to_decision": new,
                 "cause_check": cause,
                 "cause_detail": detail,
                 "changed_at": now,
@@ -246,21 +304,29 @@ def _write(
         )
     if change_rows:
         store.tables.write("decision_changes", change_rows, [c.spike_run_id for c in changes], batch=batch)
-    return mix, changes, verdicts
+    return changes, verdicts
 
 
-def _write_decisions(
-    store: EvidenceStore, cursor: duckdb.DuckDBPyConnection, constants: dict[str, str], ids: list[str], batch: str
-) -> None:
-    """The ``judged`` spike runs' ``gate_decisions`` and ``decision_history`` rows, into the batch."""
-    store.tables.write_query("gate_decisions", cursor, _select("gate_decisions", constants, "judged"), ids, batch)
-    store.tables.write_query("decision_history", cursor, _select("decision_history", constants, "judged"), ids, batch)
+def _sentences(running: Sequence[CheckSpec], source: str) -> str:
+    """``source`` with ``shown_<name>`` of every value the ``running`` checks' sentences show (``judging``).
+
+    The thresholds and the price are shown by the settings table (once per pair), the rest here.
+    """
+    per_pair = {*THRESHOLD_KEYS, "gpu_hour_usd", *FIXED_LIMITS}
+    printed, shown = judging.shown_columns([n for n in judging.sentence_names(running) if n not in per_pair])
+    return f"(SELECT *, {shown} FROM (SELECT *, {printed} FROM {source}))"
 
 
 def _not_run(check_name: str) -> str:
     """The detail of a flip caused by an optional check that no longer runs (its setting was switched off)."""
     setting = next(c.enabled_by for c in CHECK_TABLE if c.name == check_name)
     return f"{check_name} does not run under this policy ({setting} is not set)."
+
+
+# Spike runs whose decision flipped, with the check that caused it (the gate core's ``flip_cause``, per row).
+FLIPPED = (
+    "(SELECT *, gate_flip_cause(old_failed_check, failed_check) AS cause FROM judged WHERE decision != old_decision)"
+)
 
 
 # Spike runs whose cost_breakeven row has other inputs than the new policy gives (price, break-even keys, sources).
@@ -369,7 +435,6 @@ def reevaluate(
             batch = new_batch_id()
             mix, changes, changed_inputs = _write(store, connection, policy, resolved, now, batch)
             refreshed = _refresh_evidence(store, connection, policy, now, batch)
-            _refresh_breakeven(store, connection, policy, resolved, batch)
             timings["write"] = time.perf_counter() - t0
         finally:
             connection.close()

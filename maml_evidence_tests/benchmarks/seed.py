@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from maml_evidence.gate import effective_settings, evaluate_payload, validate_payload
@@ -22,11 +23,19 @@ from maml_evidence.strength import evaluate_with_evidence
 from maml_evidence_tests.generator import generate_payloads
 
 
-def seed_store(store: EvidenceStore, count: int, seed: int = 141, *, evidence: bool = False) -> dict[str, int]:
+def seed_store(
+    store: EvidenceStore,
+    count: int,
+    seed: int = 141,
+    *,
+    evidence: bool = False,
+    payloads: Iterable[dict[str, object]] | None = None,
+) -> dict[str, int]:
     """Evaluate ``count`` generated payloads under the store's policy and write them as one batch per table.
 
     ``evidence``: also store each payload in the registry, measure its evidence strength (scipy, about 1 ms a
-    run) and write its ``evidence_strength`` rows, as the pipeline does.
+    run) and write its ``evidence_strength`` rows, as the pipeline does. ``payloads``: these instead of the
+    generated ones (``count`` and ``seed`` are then not used).
     """
     policy = store.policy()
     now = datetime.now(UTC)
@@ -49,7 +58,7 @@ def seed_store(store: EvidenceStore, count: int, seed: int = 141, *, evidence: b
     }
     ids: list[str] = []
     mix: dict[str, int] = {}
-    for raw in generate_payloads(count, seed):
+    for raw in generate_payloads(count, seed) if payloads is None else payloads:
         run_id = str(raw["spike_run_id"])
         data = json.dumps(raw).encode()
         if evidence:  # stored as an ingest stores it, so a re-evaluation can measure it again

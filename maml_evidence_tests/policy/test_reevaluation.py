@@ -331,3 +331,52 @@ def test_column_wise_judging_matches_the_scalar_gate_on_every_run_check_and_sent
         assert outcomes.get("evidence_strength", 0) > 0 and outcomes.get(None, 0) > 0, outcomes
     if "max_project_accuracy_regression_pp" in policy:
         assert outcomes.get("project_accuracy_ok", 0) > 0, outcomes
+
+
+def test_every_flip_names_its_cause_with_the_scalar_gate_sentence(tmp_path: Path) -> None:
+    """The flips found column-wise, against the scalar gate: each one's cause is ``flip_cause`` of the two verdicts
+    and its detail the cause check's sentence under the new policy, or, where that check no longer runs for the
+    spike run, why not; also while it still runs for other spike runs (whose payloads switch it on themselves)."""
+    from maml_evidence.gate import validate_payload
+    from maml_evidence.strength import evaluate_with_evidence
+    from maml_evidence_tests.benchmarks.seed import seed_store
+    from maml_evidence_tests.generator import generate_payloads
+
+    payloads = list(generate_payloads(600, seed=31))
+    for payload in payloads[::4]:  # the evidence guard switched on by the payload: it runs under any policy
+        payload["thresholds"] = {**payload.get("thresholds", {}), "require_strong_evidence": True}  # type: ignore[dict-item]
+    before, after = {"require_strong_evidence": True}, {"max_training_overhead_pct": 200.0}
+    store = EvidenceStore(tmp_path / "evidence").ensure()
+    store.home.policy_file.write_text(toml_text(before), encoding="utf-8")
+    seed_store(store, 0, evidence=True, payloads=payloads)
+    store.home.policy_file.write_text(toml_text(after), encoding="utf-8")
+    result = reevaluate(store, refresh_reports=False)
+
+    expected = {}
+    for payload in payloads:
+        valid = validate_payload(payload)
+        old, new = evaluate_with_evidence(valid, before)[1], evaluate_with_evidence(valid, after)[1]
+        if old.decision != new.decision:
+            cause = flip_cause(old.failed_check, new.failed_check)
+            sentences = {check.name: check.reason for check in new.checks}
+            detail = sentences.get(
+                str(cause), f"{cause} does not run under this policy (require_strong_evidence is not set)."
+            )
+            expected[str(payload["spike_run_id"])] = (old.decision, new.decision, cause, detail)
+    found = {c.spike_run_id: (c.from_decision, c.to_decision, c.cause_check, c.cause_detail) for c in result.changes}
+    assert found == expected
+    # the scenario is worth testing: flips for both kinds of detail, the guard still running for pinned runs
+    not_run = [run_id for run_id, (*_, detail) in expected.items() if "does not run" in detail]
+    assert not_run and len(not_run) < len(expected)
+    stored = store.connect()
+    try:
+        rows = stored.execute(
+            "SELECT spike_run_id, from_decision, to_decision, cause_check, cause_detail FROM decision_changes"
+        ).fetchall()
+        guarded = stored.execute(
+            "SELECT count(DISTINCT spike_run_id) FROM gate_checks WHERE check_name = ?", ["evidence_strength"]
+        ).fetchone()
+    finally:
+        stored.close()
+    assert {row[0]: row[1:] for row in rows} == expected and len(rows) == len(expected)
+    assert guarded == (len(payloads[::4]),)
