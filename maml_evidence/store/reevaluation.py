@@ -58,7 +58,6 @@ JOIN adaptation_summary a USING (spike_run_id)
 JOIN accuracy_summary acc USING (spike_run_id)
 JOIN cost_metrics c USING (spike_run_id)
 LEFT JOIN evidence_strength e USING (spike_run_id)
-ORDER BY d.spike_run_id
 """
 
 
