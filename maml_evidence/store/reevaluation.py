@@ -204,7 +204,7 @@ def _write(
     # the checks that run under at least one pair of settings: the others have no rows, sentences or values to show
     running = [c for c in CHECK_TABLE if any(c in plan(s.thresholds).checks for s in resolved.values())]
     sentences = _sentences(running, "judged")
-    ids = [run_id for (run_id,) in connection.execute("SELECT spike_run_id FROM judged").fetchall()]
+    ids = [run_id for (run_id,) in connection.execute("SELECT spike_run_id FROM verdicts").fetchall()]
     at = f"TIMESTAMPTZ '{now.isoformat()}'"
     constants = {
         "maml_recommended": f"decision = '{ENABLE}'",
@@ -411,9 +411,9 @@ def reevaluate(
         try:
             resolved = judge_history(connection, policy)
             damaged = [d.describe() for d in store.last_damage]
-            (count,) = connection.execute("SELECT count(*) FROM judged").fetchone()  # type: ignore[misc]
+            (count,) = connection.execute("SELECT count(*) FROM verdicts").fetchone()  # type: ignore[misc]
             previous = sorted(
-                v for (v,) in connection.execute("SELECT DISTINCT old_policy_version FROM judged").fetchall()
+                v for (v,) in connection.execute("SELECT DISTINCT old_policy_version FROM verdicts").fetchall()
                 if v != policy.version
             )  # fmt: skip
             timings["read_and_judge"] = time.perf_counter() - started
