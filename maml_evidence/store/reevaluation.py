@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 
 import duckdb
@@ -280,19 +281,22 @@ def _write_changes(
         "SELECT spike_run_id, old_decision, decision, old_policy_version, cause, "
         f"CASE cause {details} END AS detail, payload_thresholds, payload_cost_profile, {', '.join(inputs)} "
         f"FROM {_sentences(running, FLIPPED)} ORDER BY spike_run_id"
-    ).fetchall()
+    )
+    at = {column[0]: index for index, column in enumerate(flipped.description)}  # each column by its name
+    inputs_of = itemgetter(*(at[name] for name in inputs))
     changes: list[Change] = []
     verdicts: dict[str, tuple[tuple[Any, ...], Settings]] = {}
     change_rows = []
-    for row in flipped:
-        run_id, old, new, old_version, cause, detail = row[:6]
-        detail = detail or (_not_run(cause) if cause else "")
+    for row in flipped.fetchall():
+        run_id, cause = row[at["spike_run_id"]], row[at["cause"]]
+        detail = row[at["detail"]] or (_not_run(cause) if cause else "")
+        old, new = row[at["old_decision"]], row[at["decision"]]
         changes.append(Change(run_id, old, new, cause, detail))
-        verdicts[run_id] = (row[8:], resolved[(row[6], row[7])])
+        verdicts[run_id] = (inputs_of(row), resolved[(row[at["payload_thresholds"]], row[at["payload_cost_profile"]])])
         change_rows.append(
             {
                 "spike_run_id": run_id,
-                "from_policy_version": old_version,
+                "from_policy_version": row[at["old_policy_version"]],
                 "to_policy_version": policy.version,
                 "from_decision": old,
                 "to_decision": new,
