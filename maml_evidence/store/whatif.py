@@ -130,7 +130,7 @@ def what_if(store: EvidenceStore, overrides: Mapping[str, Value], current: Polic
         result.before = _mix(connection, "old_decision")
         result.after = _mix(connection, "decision")
         found = connection.execute(
-            "SELECT spike_run_id, old_decision, decision, old_failed_check, failed_check FROM judged "
+            "SELECT spike_run_id, old_decision, decision, old_failed_check, failed_check FROM verdicts "
             "WHERE decision IS DISTINCT FROM old_decision ORDER BY spike_run_id"
         ).fetchall()
         result.flips = [
@@ -151,7 +151,7 @@ def what_if(store: EvidenceStore, overrides: Mapping[str, Value], current: Polic
 
 def _mix(connection, column: str) -> dict[str, int]:  # noqa: ANN001 - a DuckDB connection
     """Decision -> spike runs, in the gate's order of decisions."""
-    counts = dict(connection.execute(f"SELECT {column}, count(*) FROM judged GROUP BY ALL").fetchall())
+    counts = dict(connection.execute(f"SELECT {column}, count(*) FROM verdicts GROUP BY ALL").fetchall())
     order = {decision: index for index, decision in enumerate(DECISIONS)}
     return {str(k): int(counts[k]) for k in sorted(counts, key=lambda d: (order.get(d, len(order)), str(d)))}
 
