@@ -25,7 +25,8 @@ from maml_evidence.store.files import atomic_write_text, file_lock
 from maml_evidence.store.home import EvidenceHome, StoreError
 from maml_evidence.store.remote import duckdb_connection
 from maml_evidence.store.schema import COMMITS, TABLES
-from maml_evidence.store.tables import Damage, ParquetTables, _sql_str, view_sql
+from maml_evidence.store.sqltext import literal
+from maml_evidence.store.tables import Damage, ParquetTables, view_sql
 
 CATALOG_VERSION = 4
 # The oldest storage format DuckDB 2.0 writes; every view only reads Parquet files, so nothing newer is needed.
@@ -130,7 +131,7 @@ def write_catalog(home: EvidenceHome) -> None:
     try:
         connection = duckdb_connection(home.root)
         try:
-            connection.execute(f"ATTACH {_sql_str(str(tmp))} AS fresh (STORAGE_VERSION '{STORAGE_VERSION}')")
+            connection.execute(f"ATTACH {literal(str(tmp))} AS fresh (STORAGE_VERSION {literal(STORAGE_VERSION)})")
             for name, select in view_definitions(home).items():
                 connection.execute(f"CREATE VIEW fresh.main.{name} AS {select}")
             connection.execute("DETACH fresh")

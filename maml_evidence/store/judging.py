@@ -25,6 +25,7 @@ from maml_evidence.gate.decision import (
     ConditionSpec,
 )
 from maml_evidence.gate.metrics import MEASURED_INPUTS
+from maml_evidence.store.sqltext import ident, literal
 from maml_evidence.strength import INSUFFICIENT, STRONG, SUGGESTIVE, SUGGESTIVE_CHECKS
 
 # ``fmt`` of the gate core, in SQL, in two steps so that each value is printed once: printf's %.4f rounds the
@@ -64,16 +65,6 @@ def shown_columns(names: list[str]) -> tuple[str, str]:
         shown.append(f"{text} AS {ident('shown_' + n)}")
     shown += [f"coalesce({ident(n)}, 'none') AS {ident('shown_' + n)}" for n in names if n in LABELS]
     return printed, ", ".join(shown)
-
-
-def literal(text: str) -> str:
-    """``text`` as an SQL string literal."""
-    return "'" + text.replace("'", "''") + "'"
-
-
-def ident(name: str) -> str:
-    """``name`` as a quoted SQL identifier."""
-    return '"' + name.replace('"', '""') + '"'
 
 
 def condition_sql(check: CheckSpec, index: int) -> str:
@@ -211,11 +202,6 @@ def check_rows_sql(source: str, check: CheckSpec, evaluated_at: str) -> str:
 def flags_sql() -> str:
     """One boolean column per check, named as the check."""
     return ", ".join(f"{passed_sql(c)} AS {ident(c.name)}" for c in CHECK_TABLE)
-
-
-def reasons_sql(checks: Sequence[CheckSpec] = CHECK_TABLE) -> str:
-    """One sentence column per check, named ``reason_<check>``."""
-    return ", ".join(f"{reason_sql(c)} AS {ident('reason_' + c.name)}" for c in checks)
 
 
 def grade_sql() -> str:

@@ -33,6 +33,7 @@ from maml_evidence.store.commit import ReportTask, commit, decisions_lock
 from maml_evidence.store.evidence import REEVALUATION, EvidenceStore, sources_json
 from maml_evidence.store.home import StoreError
 from maml_evidence.store.schema import COMMITS, TABLES, THRESHOLD_TYPES
+from maml_evidence.store.sqltext import ident, literal
 from maml_evidence.store.tables import new_batch_id
 
 LOG = logging.getLogger("maml_evidence")
@@ -60,6 +61,11 @@ JOIN accuracy_summary acc USING (spike_run_id)
 JOIN cost_metrics c USING (spike_run_id)
 LEFT JOIN evidence_strength e USING (spike_run_id)
 """
+# The spike runs ``judge_history`` finds flipped, with the check that caused each flip (the gate core's
+# ``flip_cause``, which ``judge_history`` registers): what re-evaluation records and a what-if shows.
+FLIPPED = (
+    "(SELECT *, gate_flip_cause(old_failed_check, failed_check) AS cause FROM judged WHERE decision != old_decision)"
+)
 
 
 @dataclass(frozen=True)
@@ -177,7 +183,7 @@ def judge_history(connection: duckdb.DuckDBPyConnection, policy: Policy) -> dict
         side_effects=False,
     )
     decision, failed = judging.decision_sql()
-    per_pair = ", ".join(f'"{name}"' for name in settings.column_names if name != PAIR)
+    per_pair = ", ".join(ident(name) for name in settings.column_names if name != PAIR)
     query(
         connection,
         f"CREATE TABLE verdicts AS SELECT * EXCLUDE ({per_pair}), {decision} AS decision, {failed} AS failed_check, "
@@ -206,11 +212,11 @@ def _write(
     running = [c for c in CHECK_TABLE if any(c in plan(s.thresholds).checks for s in resolved.values())]
     sentences = _sentences(running, "judged")
     ids = [run_id for (run_id,) in connection.execute("SELECT spike_run_id FROM verdicts").fetchall()]
-    at = f"TIMESTAMPTZ '{now.isoformat()}'"
+    at = f"TIMESTAMPTZ {literal(now.isoformat())}"
     constants = {
-        "maml_recommended": f"decision = '{ENABLE}'",
-        "policy_version": f"'{policy.version}'",
-        "trigger": f"'{REEVALUATION}'",
+        "maml_recommended": f"decision = {literal(ENABLE)}",
+        "policy_version": literal(policy.version),
+        "trigger": literal(REEVALUATION),
         "evaluated_at": at,
     }
     # the price in force goes into cost_metrics before the decisions commit; a crash in between leaves the
@@ -272,7 +278,7 @@ def _write_changes(
     # the detail is the sentence of the check that caused the flip (``flip_cause``, by the gate core), as it came
     # out under the new policy; none where that check no longer runs for the spike run
     details = " ".join(
-        f"WHEN {judging.literal(check.name)} THEN CASE WHEN {judging.ident(check.name)} IS NOT NULL "
+        f"WHEN {literal(check.name)} THEN CASE WHEN {ident(check.name)} IS NOT NULL "
         f"THEN {judging.reason_sql(check)} END"
         for check in running
     )
@@ -324,12 +330,6 @@ def _not_run(check_name: str) -> str:
     """The detail of a flip caused by an optional check that no longer runs (its setting was switched off)."""
     setting = next(c.enabled_by for c in CHECK_TABLE if c.name == check_name)
     return f"{check_name} does not run under this policy ({setting} is not set)."
-
-
-# Spike runs whose decision flipped, with the check that caused it (the gate core's ``flip_cause``, per row).
-FLIPPED = (
-    "(SELECT *, gate_flip_cause(old_failed_check, failed_check) AS cause FROM judged WHERE decision != old_decision)"
-)
 
 
 # Spike runs whose cost_breakeven row has other inputs than the new policy gives (price, break-even keys, sources).

@@ -20,6 +20,7 @@ from maml_evidence.store.catalog import ensure_store, memory_connection, query
 from maml_evidence.store.home import EvidenceHome, StoreError
 from maml_evidence.store.remote import duckdb_connection
 from maml_evidence.store.schema import TABLES
+from maml_evidence.store.sqltext import literal
 from maml_evidence.store.tables import ParquetTables
 
 T = TypeVar("T")
@@ -101,10 +102,6 @@ def _explained_type(sql: str) -> duckdb.StatementType | None:
     return inner[0].type if len(inner) == 1 else None
 
 
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def readable_directory(home: EvidenceHome) -> str:
     """The one folder a query may read: the home's tables (every view reads only there, by absolute path)."""
     return str(home.tables) + ("/" if home.remote else os.sep)
@@ -123,7 +120,7 @@ def sandbox(connection: duckdb.DuckDBPyConnection, home: EvidenceHome) -> duckdb
         "SET temp_directory = ''",
         # no Python variable of the caller's frame is read as a table (DuckDB's replacement scans)
         "SET python_enable_replacements = false",
-        f"SET allowed_directories = [{_literal(readable_directory(home))}]",
+        f"SET allowed_directories = [{literal(readable_directory(home))}]",
         "SET enable_external_access = false",
         "SET lock_configuration = true",
     )
@@ -144,7 +141,7 @@ def catalog_reader(home: EvidenceHome) -> duckdb.DuckDBPyConnection:
     ensure_store(home)
     connection = duckdb_connection(home.root, SANDBOX_CONFIG)
     try:
-        connection.execute(f"ATTACH {_literal(str(home.catalog))} AS {CATALOG_ALIAS} (READ_ONLY)")
+        connection.execute(f"ATTACH {literal(str(home.catalog))} AS {CATALOG_ALIAS} (READ_ONLY)")
         connection.execute(f"USE {CATALOG_ALIAS}")
     except duckdb.Error as exc:
         connection.close()

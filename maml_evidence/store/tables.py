@@ -25,6 +25,7 @@ from maml_evidence.store.files import atomic_write, atomic_write_text, file_lock
 from maml_evidence.store.home import EvidenceHome, StoreError
 from maml_evidence.store.remote import duckdb_connection
 from maml_evidence.store.schema import BATCH_COLUMN, COMMITS, PRESENT_COLUMN, TABLES, TableDef
+from maml_evidence.store.sqltext import literal
 
 COMPACT_AFTER_FILES = 16
 # Compaction keeps uncommitted rows this recent (their writer may be about to commit) and drops older ones.
@@ -49,23 +50,19 @@ def new_batch_id() -> str:
     return f"{time.time_ns():020d}-{uuid.uuid4().hex[:12]}"
 
 
-def _sql_str(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 def parquet_source(files: Path | Sequence[Path]) -> str:
     """``read_parquet`` over a folder's glob (re-read by every query) or an explicit file list."""
     if not isinstance(files, Sequence):  # a folder (a local Path or a bucket prefix)
-        listed = _sql_str(str(files / "*.parquet"))
+        listed = literal(str(files / "*.parquet"))
     else:
-        listed = "[" + ", ".join(_sql_str(str(f)) for f in files) + "]"
+        listed = "[" + ", ".join(literal(str(f)) for f in files) + "]"
     return f"read_parquet({listed}, union_by_name = true, {FILE_COLUMN} = true)"
 
 
 def _compacted_prefix(files: Path | Sequence[Path]) -> str:
     """Every compacted file's path sorts at or after this (``_schema`` < ``b-`` < ``c-`` in one folder)."""
     directory = files[0].parent if isinstance(files, Sequence) else files
-    return _sql_str(str(directory / COMPACTED_PREFIX))
+    return literal(str(directory / COMPACTED_PREFIX))
 
 
 def _copied(row: str, copy: str, prefix: str) -> str:
@@ -308,10 +305,10 @@ class ParquetTables:
         name = f"b-{batch}-{uuid.uuid4().hex[:8]}.parquet"
         _write_keys(directory, name, keys)
         copy = (
-            f"COPY (SELECT {casts}, {_sql_str(batch)} AS {BATCH_COLUMN}, true AS {PRESENT_COLUMN} FROM ({select})) "
+            f"COPY (SELECT {casts}, {literal(batch)} AS {BATCH_COLUMN}, true AS {PRESENT_COLUMN} FROM ({select})) "
             "TO {} (FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1)"
         )
-        return atomic_write(directory / name, lambda tmp: connection.execute(copy.format(_sql_str(str(tmp)))))  # type: ignore[attr-defined]
+        return atomic_write(directory / name, lambda tmp: connection.execute(copy.format(literal(str(tmp)))))  # type: ignore[attr-defined]
 
     def unstorable(self, table: str, rows: Sequence[Mapping[str, object]]) -> dict[str, str]:
         """Keys whose rows this table cannot hold (a value outside its column type), with the reason.
@@ -385,7 +382,7 @@ class ParquetTables:
                 # committed rows (the newest committed batch per key for a current table), plus uncommitted rows
                 # recent enough that their writer may still commit them; a dead writer's rows are dropped
                 commits = parquet_source(self.directory(COMMITS))
-                cutoff = _sql_str(f"{time.time_ns() - UNCOMMITTED_GRACE_NS:020d}")
+                cutoff = literal(f"{time.time_ns() - UNCOMMITTED_GRACE_NS:020d}")
                 recent = (
                     f"SELECT * FROM ({_once(parquet_source(files), key, _compacted_prefix(files))}) "
                     f"WHERE {BATCH_COLUMN} >= {cutoff} AND {BATCH_COLUMN} NOT IN (SELECT batch FROM {commits})"

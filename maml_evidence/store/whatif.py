@@ -13,13 +13,13 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from maml_evidence.gate import DECISIONS, effective_settings, flip_cause
+from maml_evidence.gate import DECISIONS, effective_settings
 from maml_evidence.gate.errors import Collector
 from maml_evidence.gate.thresholds import check_overrides
 from maml_evidence.policy import POLICY_KEYS, WHAT, Policy
 from maml_evidence.store.catalog import query
 from maml_evidence.store.evidence import EvidenceStore
-from maml_evidence.store.reevaluation import judge_history
+from maml_evidence.store.reevaluation import FLIPPED, judge_history
 
 NULL_WORDS = frozenset({"null", "none"})  # TOML has no null: a guard switched off is spelt null or none
 SOURCE = "--set"
@@ -130,12 +130,9 @@ def what_if(store: EvidenceStore, overrides: Mapping[str, Value], current: Polic
         result.before = _mix(connection, "old_decision")
         result.after = _mix(connection, "decision")
         found = connection.execute(
-            "SELECT spike_run_id, old_decision, decision, old_failed_check, failed_check FROM verdicts "
-            "WHERE decision IS DISTINCT FROM old_decision ORDER BY spike_run_id"
+            f"SELECT spike_run_id, old_decision, decision, cause FROM {FLIPPED} ORDER BY spike_run_id"
         ).fetchall()
-        result.flips = [
-            Flip(run_id, old, new, flip_cause(old_failed, failed)) for run_id, old, new, old_failed, failed in found
-        ]
+        result.flips = [Flip(*row) for row in found]
         runs_per_pair = connection.execute(
             "SELECT payload_thresholds, payload_cost_profile, count(*) FROM judged GROUP BY ALL"
         ).fetchall()
